@@ -1,0 +1,180 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// SchemaVersion is the version of the stored metadata layout written by Encode.
+const SchemaVersion = 1
+
+// Metadata is the JSON metadata stored with every record. Field names are fixed: tools
+// outside the repository (EventStoreDB's UI, auditors) read them.
+type Metadata struct {
+	Schema     int        `json:"schema"`
+	EventID    string     `json:"event_id"`
+	Party      string     `json:"party"`
+	OccurredAt time.Time  `json:"occurred_at"`
+	ReportedAt *time.Time `json:"reported_at,omitempty"`
+	Sources    []Source   `json:"sources,omitempty"`
+	// ContentSHA256 is the hex SHA-256 of the record's content (see Encode): equal for a
+	// retry of the same event, different for other content under the same event_id.
+	ContentSHA256 string `json:"content_sha256,omitempty"`
+	// RecordedAt is transaction time, set by the server when it appends.
+	RecordedAt *time.Time `json:"recorded_at,omitempty"`
+	// RecordedBy is the principal that appended the record.
+	RecordedBy string `json:"recorded_by,omitempty"`
+}
+
+// Encoded is an event in exactly the bytes the ledger stores. The server produces it
+// once, at append; every backend stores and returns these bytes unchanged, so the same
+// log hashes to the same Merkle tree on any backend.
+type Encoded struct {
+	EventID string
+	// Type is the stored event type, e.g. "StatementIssued".
+	Type string
+	// Data is the body as JSON with proto field names and enum names (protojson can read it).
+	Data []byte
+	// Metadata is the JSON encoding of Metadata.
+	Metadata []byte
+	// ContentHash is Metadata.ContentSHA256.
+	ContentHash string
+}
+
+// Encode produces the stored bytes of e, recorded at recordedAt by recordedBy.
+//
+// The content hash is SHA-256 over Type, "\n", Data, "\n", and the metadata JSON without
+// content_sha256, recorded_at and recorded_by: it depends only on what the client sent,
+// so a retry has the same hash whenever and by whomever it is sent. Times are stored in
+// UTC with RFC 3339 nanosecond precision. Encode does not validate; call Validate first.
+func Encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, error) {
+	if e.Body == nil {
+		return Encoded{}, Invalid("body", "required")
+	}
+	data, err := marshal(utcBody(e.Body))
+	if err != nil {
+		return Encoded{}, fmt.Errorf("encode %s body: %w", e.Type(), err)
+	}
+	md := Metadata{
+		Schema:     SchemaVersion,
+		EventID:    e.EventID,
+		Party:      e.Party,
+		OccurredAt: e.OccurredAt.UTC(),
+		Sources:    e.Sources,
+	}
+	if !e.ReportedAt.IsZero() {
+		t := e.ReportedAt.UTC()
+		md.ReportedAt = &t
+	}
+	content, err := marshal(md)
+	if err != nil {
+		return Encoded{}, fmt.Errorf("encode metadata: %w", err)
+	}
+	typ := e.Type().String()
+	md.ContentSHA256 = contentHash(typ, data, content)
+	if !recordedAt.IsZero() {
+		t := recordedAt.UTC()
+		md.RecordedAt = &t
+	}
+	md.RecordedBy = recordedBy
+	meta, err := marshal(md)
+	if err != nil {
+		return Encoded{}, fmt.Errorf("encode metadata: %w", err)
+	}
+	return Encoded{EventID: e.EventID, Type: typ, Data: data, Metadata: meta, ContentHash: md.ContentSHA256}, nil
+}
+
+func contentHash(typ string, data, content []byte) string {
+	h := sha256.New()
+	h.Write([]byte(typ))
+	h.Write([]byte{'\n'})
+	h.Write(data)
+	h.Write([]byte{'\n'})
+	h.Write(content)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// marshal is json.Marshal without HTML escaping, so quotes with <, > and & stay readable.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte{'\n'}), nil
+}
+
+func utcBody(b Body) Body {
+	if c, ok := b.(*RecordCorrected); ok && c.CorrectedOccurredAt != nil {
+		cc := *c
+		t := c.CorrectedOccurredAt.UTC()
+		cc.CorrectedOccurredAt = &t
+		return &cc
+	}
+	return b
+}
+
+// Decode parses stored bytes back into an event and its metadata. It is strict:
+// unknown event types, unknown fields, unknown enum names, a content hash that does
+// not match the bytes, and trailing data are errors matching ErrInvalid. It does not
+// validate the event's content; call Validate for that.
+func Decode(eventType string, data, metadata []byte) (*Event, *Metadata, error) {
+	typ, ok := ParseRecordType(eventType)
+	if !ok {
+		return nil, nil, Invalid("type", "unknown record type %q", eventType)
+	}
+	var body Body
+	switch typ {
+	case TypeReportPublished:
+		body = new(ReportPublished)
+	case TypeStatementIssued:
+		body = new(StatementIssued)
+	case TypeMandateVetoed:
+		body = new(MandateVetoed)
+	case TypeRecordCorrected:
+		body = new(RecordCorrected)
+	}
+	if err := unmarshalStrict(data, body); err != nil {
+		return nil, nil, Invalid("data", "%v", err)
+	}
+	md := new(Metadata)
+	if err := unmarshalStrict(metadata, md); err != nil {
+		return nil, nil, Invalid("metadata", "%v", err)
+	}
+	if md.Schema != SchemaVersion {
+		return nil, nil, Invalid("metadata.schema", "unsupported schema version %d", md.Schema)
+	}
+	if md.ContentSHA256 != "" {
+		content := *md
+		content.ContentSHA256, content.RecordedAt, content.RecordedBy = "", nil, ""
+		cb, err := marshal(content)
+		if err != nil {
+			return nil, nil, Invalid("metadata", "%v", err)
+		}
+		if got := contentHash(eventType, data, cb); got != md.ContentSHA256 {
+			return nil, nil, Invalid("metadata.content_sha256", "does not match the record's content (computed %s)", got)
+		}
+	}
+	e := &Event{EventID: md.EventID, Party: md.Party, OccurredAt: md.OccurredAt, Sources: md.Sources, Body: body}
+	if md.ReportedAt != nil {
+		e.ReportedAt = *md.ReportedAt
+	}
+	return e, md, nil
+}
+
+func unmarshalStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after JSON value")
+	}
+	return nil
+}
