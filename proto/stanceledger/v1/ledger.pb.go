@@ -1068,7 +1068,9 @@ type RecordedEvent struct {
 	// The principal that appended it.
 	RecordedBy string `protobuf:"bytes,5,opt,name=recorded_by,json=recordedBy,proto3" json:"recorded_by,omitempty"`
 	// The stream, "party-<party>".
-	Stream        string `protobuf:"bytes,6,opt,name=stream,proto3" json:"stream,omitempty"`
+	Stream string `protobuf:"bytes,6,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The record exactly as stored: what the Merkle leaf hashes and what verifiers check.
+	Stored        *StoredRecord `protobuf:"bytes,7,opt,name=stored,proto3" json:"stored,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1145,6 +1147,77 @@ func (x *RecordedEvent) GetStream() string {
 	return ""
 }
 
+func (x *RecordedEvent) GetStored() *StoredRecord {
+	if x != nil {
+		return x.Stored
+	}
+	return nil
+}
+
+// StoredRecord is a record in the exact bytes the ledger stores (see docs/architecture.md).
+type StoredRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored event type, e.g. "StatementIssued".
+	EventType string `protobuf:"bytes,1,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// The body as JSON (proto field names).
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// The metadata as JSON.
+	Metadata      []byte `protobuf:"bytes,3,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredRecord) Reset() {
+	*x = StoredRecord{}
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredRecord) ProtoMessage() {}
+
+func (x *StoredRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredRecord.ProtoReflect.Descriptor instead.
+func (*StoredRecord) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StoredRecord) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *StoredRecord) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *StoredRecord) GetMetadata() []byte {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
 // ExpectedRevision is the optimistic concurrency check of an append. Unset means any.
 type ExpectedRevision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1161,7 +1234,7 @@ type ExpectedRevision struct {
 
 func (x *ExpectedRevision) Reset() {
 	*x = ExpectedRevision{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[10]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1246,7 @@ func (x *ExpectedRevision) String() string {
 func (*ExpectedRevision) ProtoMessage() {}
 
 func (x *ExpectedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[10]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1259,7 @@ func (x *ExpectedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectedRevision.ProtoReflect.Descriptor instead.
 func (*ExpectedRevision) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{10}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExpectedRevision) GetKind() isExpectedRevision_Kind {
@@ -1276,7 +1349,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[11]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1361,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[11]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1374,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{11}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AppendRequest) GetParty() string {
@@ -1341,7 +1414,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[12]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1426,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[12]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1439,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{12}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AppendResponse) GetNextExpectedRevision() uint64 {
@@ -1412,7 +1485,7 @@ type ReadStreamRequest struct {
 
 func (x *ReadStreamRequest) Reset() {
 	*x = ReadStreamRequest{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[13]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1497,7 @@ func (x *ReadStreamRequest) String() string {
 func (*ReadStreamRequest) ProtoMessage() {}
 
 func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[13]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1510,7 @@ func (x *ReadStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamRequest.ProtoReflect.Descriptor instead.
 func (*ReadStreamRequest) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{13}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReadStreamRequest) GetParty() string {
@@ -1484,7 +1557,7 @@ type ReadStreamResponse struct {
 
 func (x *ReadStreamResponse) Reset() {
 	*x = ReadStreamResponse{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[14]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1569,7 @@ func (x *ReadStreamResponse) String() string {
 func (*ReadStreamResponse) ProtoMessage() {}
 
 func (x *ReadStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[14]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1582,7 @@ func (x *ReadStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStreamResponse.ProtoReflect.Descriptor instead.
 func (*ReadStreamResponse) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{14}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReadStreamResponse) GetEvent() *RecordedEvent {
@@ -1534,7 +1607,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[15]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1619,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[15]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1632,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{15}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Filter) GetParties() []string {
@@ -1603,7 +1676,7 @@ type ReadAllRequest struct {
 
 func (x *ReadAllRequest) Reset() {
 	*x = ReadAllRequest{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[16]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1688,7 @@ func (x *ReadAllRequest) String() string {
 func (*ReadAllRequest) ProtoMessage() {}
 
 func (x *ReadAllRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[16]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1701,7 @@ func (x *ReadAllRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadAllRequest.ProtoReflect.Descriptor instead.
 func (*ReadAllRequest) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{16}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadAllRequest) GetFrom() *Position {
@@ -1661,7 +1734,7 @@ type ReadAllResponse struct {
 
 func (x *ReadAllResponse) Reset() {
 	*x = ReadAllResponse{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[17]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1673,7 +1746,7 @@ func (x *ReadAllResponse) String() string {
 func (*ReadAllResponse) ProtoMessage() {}
 
 func (x *ReadAllResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[17]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1686,7 +1759,7 @@ func (x *ReadAllResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadAllResponse.ProtoReflect.Descriptor instead.
 func (*ReadAllResponse) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{17}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReadAllResponse) GetEvent() *RecordedEvent {
@@ -1707,7 +1780,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[18]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1792,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[18]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1805,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{18}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubscribeRequest) GetFrom() *Position {
@@ -1762,7 +1835,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[19]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1774,7 +1847,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[19]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1787,7 +1860,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{19}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SubscribeResponse) GetContent() isSubscribeResponse_Content {
@@ -1841,7 +1914,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[20]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1926,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[20]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1939,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{20}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetEventRequest) GetEventId() string {
@@ -1885,7 +1958,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[21]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +1970,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_stanceledger_v1_ledger_proto_msgTypes[21]
+	mi := &file_stanceledger_v1_ledger_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +1983,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{21}
+	return file_stanceledger_v1_ledger_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetEventResponse) GetEvent() *RecordedEvent {
@@ -1983,7 +2056,7 @@ const file_stanceledger_v1_ledger_proto_rawDesc = "" +
 	"\x04body\"<\n" +
 	"\bPosition\x12\x16\n" +
 	"\x06commit\x18\x01 \x01(\x04R\x06commit\x12\x18\n" +
-	"\aprepare\x18\x02 \x01(\x04R\aprepare\"\x86\x02\n" +
+	"\aprepare\x18\x02 \x01(\x04R\aprepare\"\xbd\x02\n" +
 	"\rRecordedEvent\x12,\n" +
 	"\x05event\x18\x01 \x01(\v2\x16.stanceledger.v1.EventR\x05event\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x125\n" +
@@ -1992,7 +2065,13 @@ const file_stanceledger_v1_ledger_proto_rawDesc = "" +
 	"recordedAt\x12\x1f\n" +
 	"\vrecorded_by\x18\x05 \x01(\tR\n" +
 	"recordedBy\x12\x16\n" +
-	"\x06stream\x18\x06 \x01(\tR\x06stream\"\x8c\x01\n" +
+	"\x06stream\x18\x06 \x01(\tR\x06stream\x125\n" +
+	"\x06stored\x18\a \x01(\v2\x1d.stanceledger.v1.StoredRecordR\x06stored\"]\n" +
+	"\fStoredRecord\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x01 \x01(\tR\teventType\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1a\n" +
+	"\bmetadata\x18\x03 \x01(\fR\bmetadata\"\x8c\x01\n" +
 	"\x10ExpectedRevision\x12\x12\n" +
 	"\x03any\x18\x01 \x01(\bH\x00R\x03any\x12\x1d\n" +
 	"\tno_stream\x18\x02 \x01(\bH\x00R\bnoStream\x12%\n" +
@@ -2100,7 +2179,7 @@ func file_stanceledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_stanceledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_stanceledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_stanceledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_stanceledger_v1_ledger_proto_goTypes = []any{
 	(Alignment)(0),                // 0: stanceledger.v1.Alignment
 	(Act)(0),                      // 1: stanceledger.v1.Act
@@ -2117,19 +2196,20 @@ var file_stanceledger_v1_ledger_proto_goTypes = []any{
 	(*Event)(nil),                 // 12: stanceledger.v1.Event
 	(*Position)(nil),              // 13: stanceledger.v1.Position
 	(*RecordedEvent)(nil),         // 14: stanceledger.v1.RecordedEvent
-	(*ExpectedRevision)(nil),      // 15: stanceledger.v1.ExpectedRevision
-	(*AppendRequest)(nil),         // 16: stanceledger.v1.AppendRequest
-	(*AppendResponse)(nil),        // 17: stanceledger.v1.AppendResponse
-	(*ReadStreamRequest)(nil),     // 18: stanceledger.v1.ReadStreamRequest
-	(*ReadStreamResponse)(nil),    // 19: stanceledger.v1.ReadStreamResponse
-	(*Filter)(nil),                // 20: stanceledger.v1.Filter
-	(*ReadAllRequest)(nil),        // 21: stanceledger.v1.ReadAllRequest
-	(*ReadAllResponse)(nil),       // 22: stanceledger.v1.ReadAllResponse
-	(*SubscribeRequest)(nil),      // 23: stanceledger.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 24: stanceledger.v1.SubscribeResponse
-	(*GetEventRequest)(nil),       // 25: stanceledger.v1.GetEventRequest
-	(*GetEventResponse)(nil),      // 26: stanceledger.v1.GetEventResponse
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*StoredRecord)(nil),          // 15: stanceledger.v1.StoredRecord
+	(*ExpectedRevision)(nil),      // 16: stanceledger.v1.ExpectedRevision
+	(*AppendRequest)(nil),         // 17: stanceledger.v1.AppendRequest
+	(*AppendResponse)(nil),        // 18: stanceledger.v1.AppendResponse
+	(*ReadStreamRequest)(nil),     // 19: stanceledger.v1.ReadStreamRequest
+	(*ReadStreamResponse)(nil),    // 20: stanceledger.v1.ReadStreamResponse
+	(*Filter)(nil),                // 21: stanceledger.v1.Filter
+	(*ReadAllRequest)(nil),        // 22: stanceledger.v1.ReadAllRequest
+	(*ReadAllResponse)(nil),       // 23: stanceledger.v1.ReadAllResponse
+	(*SubscribeRequest)(nil),      // 24: stanceledger.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 25: stanceledger.v1.SubscribeResponse
+	(*GetEventRequest)(nil),       // 26: stanceledger.v1.GetEventRequest
+	(*GetEventResponse)(nil),      // 27: stanceledger.v1.GetEventResponse
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_stanceledger_v1_ledger_proto_depIdxs = []int32{
 	0,  // 0: stanceledger.v1.Stance.alignment:type_name -> stanceledger.v1.Alignment
@@ -2139,10 +2219,10 @@ var file_stanceledger_v1_ledger_proto_depIdxs = []int32{
 	2,  // 4: stanceledger.v1.MemberVote.vote:type_name -> stanceledger.v1.Vote
 	9,  // 5: stanceledger.v1.MandateVetoed.votes:type_name -> stanceledger.v1.MemberVote
 	6,  // 6: stanceledger.v1.RecordCorrected.replacement_stances:type_name -> stanceledger.v1.Stance
-	27, // 7: stanceledger.v1.RecordCorrected.corrected_occurred_at:type_name -> google.protobuf.Timestamp
+	28, // 7: stanceledger.v1.RecordCorrected.corrected_occurred_at:type_name -> google.protobuf.Timestamp
 	5,  // 8: stanceledger.v1.RecordCorrected.added_sources:type_name -> stanceledger.v1.Source
-	27, // 9: stanceledger.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	27, // 10: stanceledger.v1.Event.reported_at:type_name -> google.protobuf.Timestamp
+	28, // 9: stanceledger.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	28, // 10: stanceledger.v1.Event.reported_at:type_name -> google.protobuf.Timestamp
 	5,  // 11: stanceledger.v1.Event.sources:type_name -> stanceledger.v1.Source
 	7,  // 12: stanceledger.v1.Event.report_published:type_name -> stanceledger.v1.ReportPublished
 	8,  // 13: stanceledger.v1.Event.statement_issued:type_name -> stanceledger.v1.StatementIssued
@@ -2150,39 +2230,40 @@ var file_stanceledger_v1_ledger_proto_depIdxs = []int32{
 	11, // 15: stanceledger.v1.Event.record_corrected:type_name -> stanceledger.v1.RecordCorrected
 	12, // 16: stanceledger.v1.RecordedEvent.event:type_name -> stanceledger.v1.Event
 	13, // 17: stanceledger.v1.RecordedEvent.position:type_name -> stanceledger.v1.Position
-	27, // 18: stanceledger.v1.RecordedEvent.recorded_at:type_name -> google.protobuf.Timestamp
-	15, // 19: stanceledger.v1.AppendRequest.expected_revision:type_name -> stanceledger.v1.ExpectedRevision
-	12, // 20: stanceledger.v1.AppendRequest.events:type_name -> stanceledger.v1.Event
-	13, // 21: stanceledger.v1.AppendResponse.position:type_name -> stanceledger.v1.Position
-	14, // 22: stanceledger.v1.AppendResponse.events:type_name -> stanceledger.v1.RecordedEvent
-	4,  // 23: stanceledger.v1.ReadStreamRequest.direction:type_name -> stanceledger.v1.Direction
-	14, // 24: stanceledger.v1.ReadStreamResponse.event:type_name -> stanceledger.v1.RecordedEvent
-	3,  // 25: stanceledger.v1.Filter.types:type_name -> stanceledger.v1.RecordType
-	27, // 26: stanceledger.v1.Filter.occurred_since:type_name -> google.protobuf.Timestamp
-	27, // 27: stanceledger.v1.Filter.occurred_until:type_name -> google.protobuf.Timestamp
-	13, // 28: stanceledger.v1.ReadAllRequest.from:type_name -> stanceledger.v1.Position
-	20, // 29: stanceledger.v1.ReadAllRequest.filter:type_name -> stanceledger.v1.Filter
-	14, // 30: stanceledger.v1.ReadAllResponse.event:type_name -> stanceledger.v1.RecordedEvent
-	13, // 31: stanceledger.v1.SubscribeRequest.from:type_name -> stanceledger.v1.Position
-	20, // 32: stanceledger.v1.SubscribeRequest.filter:type_name -> stanceledger.v1.Filter
-	14, // 33: stanceledger.v1.SubscribeResponse.event:type_name -> stanceledger.v1.RecordedEvent
-	13, // 34: stanceledger.v1.SubscribeResponse.caught_up:type_name -> stanceledger.v1.Position
-	14, // 35: stanceledger.v1.GetEventResponse.event:type_name -> stanceledger.v1.RecordedEvent
-	16, // 36: stanceledger.v1.LedgerService.Append:input_type -> stanceledger.v1.AppendRequest
-	18, // 37: stanceledger.v1.LedgerService.ReadStream:input_type -> stanceledger.v1.ReadStreamRequest
-	21, // 38: stanceledger.v1.LedgerService.ReadAll:input_type -> stanceledger.v1.ReadAllRequest
-	23, // 39: stanceledger.v1.LedgerService.Subscribe:input_type -> stanceledger.v1.SubscribeRequest
-	25, // 40: stanceledger.v1.LedgerService.GetEvent:input_type -> stanceledger.v1.GetEventRequest
-	17, // 41: stanceledger.v1.LedgerService.Append:output_type -> stanceledger.v1.AppendResponse
-	19, // 42: stanceledger.v1.LedgerService.ReadStream:output_type -> stanceledger.v1.ReadStreamResponse
-	22, // 43: stanceledger.v1.LedgerService.ReadAll:output_type -> stanceledger.v1.ReadAllResponse
-	24, // 44: stanceledger.v1.LedgerService.Subscribe:output_type -> stanceledger.v1.SubscribeResponse
-	26, // 45: stanceledger.v1.LedgerService.GetEvent:output_type -> stanceledger.v1.GetEventResponse
-	41, // [41:46] is the sub-list for method output_type
-	36, // [36:41] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	28, // 18: stanceledger.v1.RecordedEvent.recorded_at:type_name -> google.protobuf.Timestamp
+	15, // 19: stanceledger.v1.RecordedEvent.stored:type_name -> stanceledger.v1.StoredRecord
+	16, // 20: stanceledger.v1.AppendRequest.expected_revision:type_name -> stanceledger.v1.ExpectedRevision
+	12, // 21: stanceledger.v1.AppendRequest.events:type_name -> stanceledger.v1.Event
+	13, // 22: stanceledger.v1.AppendResponse.position:type_name -> stanceledger.v1.Position
+	14, // 23: stanceledger.v1.AppendResponse.events:type_name -> stanceledger.v1.RecordedEvent
+	4,  // 24: stanceledger.v1.ReadStreamRequest.direction:type_name -> stanceledger.v1.Direction
+	14, // 25: stanceledger.v1.ReadStreamResponse.event:type_name -> stanceledger.v1.RecordedEvent
+	3,  // 26: stanceledger.v1.Filter.types:type_name -> stanceledger.v1.RecordType
+	28, // 27: stanceledger.v1.Filter.occurred_since:type_name -> google.protobuf.Timestamp
+	28, // 28: stanceledger.v1.Filter.occurred_until:type_name -> google.protobuf.Timestamp
+	13, // 29: stanceledger.v1.ReadAllRequest.from:type_name -> stanceledger.v1.Position
+	21, // 30: stanceledger.v1.ReadAllRequest.filter:type_name -> stanceledger.v1.Filter
+	14, // 31: stanceledger.v1.ReadAllResponse.event:type_name -> stanceledger.v1.RecordedEvent
+	13, // 32: stanceledger.v1.SubscribeRequest.from:type_name -> stanceledger.v1.Position
+	21, // 33: stanceledger.v1.SubscribeRequest.filter:type_name -> stanceledger.v1.Filter
+	14, // 34: stanceledger.v1.SubscribeResponse.event:type_name -> stanceledger.v1.RecordedEvent
+	13, // 35: stanceledger.v1.SubscribeResponse.caught_up:type_name -> stanceledger.v1.Position
+	14, // 36: stanceledger.v1.GetEventResponse.event:type_name -> stanceledger.v1.RecordedEvent
+	17, // 37: stanceledger.v1.LedgerService.Append:input_type -> stanceledger.v1.AppendRequest
+	19, // 38: stanceledger.v1.LedgerService.ReadStream:input_type -> stanceledger.v1.ReadStreamRequest
+	22, // 39: stanceledger.v1.LedgerService.ReadAll:input_type -> stanceledger.v1.ReadAllRequest
+	24, // 40: stanceledger.v1.LedgerService.Subscribe:input_type -> stanceledger.v1.SubscribeRequest
+	26, // 41: stanceledger.v1.LedgerService.GetEvent:input_type -> stanceledger.v1.GetEventRequest
+	18, // 42: stanceledger.v1.LedgerService.Append:output_type -> stanceledger.v1.AppendResponse
+	20, // 43: stanceledger.v1.LedgerService.ReadStream:output_type -> stanceledger.v1.ReadStreamResponse
+	23, // 44: stanceledger.v1.LedgerService.ReadAll:output_type -> stanceledger.v1.ReadAllResponse
+	25, // 45: stanceledger.v1.LedgerService.Subscribe:output_type -> stanceledger.v1.SubscribeResponse
+	27, // 46: stanceledger.v1.LedgerService.GetEvent:output_type -> stanceledger.v1.GetEventResponse
+	42, // [42:47] is the sub-list for method output_type
+	37, // [37:42] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_stanceledger_v1_ledger_proto_init() }
@@ -2196,13 +2277,13 @@ func file_stanceledger_v1_ledger_proto_init() {
 		(*Event_MandateVetoed)(nil),
 		(*Event_RecordCorrected)(nil),
 	}
-	file_stanceledger_v1_ledger_proto_msgTypes[10].OneofWrappers = []any{
+	file_stanceledger_v1_ledger_proto_msgTypes[11].OneofWrappers = []any{
 		(*ExpectedRevision_Any)(nil),
 		(*ExpectedRevision_NoStream)(nil),
 		(*ExpectedRevision_StreamExists)(nil),
 		(*ExpectedRevision_Exact)(nil),
 	}
-	file_stanceledger_v1_ledger_proto_msgTypes[19].OneofWrappers = []any{
+	file_stanceledger_v1_ledger_proto_msgTypes[20].OneofWrappers = []any{
 		(*SubscribeResponse_Event)(nil),
 		(*SubscribeResponse_CaughtUp)(nil),
 	}
@@ -2212,7 +2293,7 @@ func file_stanceledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stanceledger_v1_ledger_proto_rawDesc), len(file_stanceledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
