@@ -248,7 +248,11 @@ func index(prefix string, i int) string { return fmt.Sprintf("%s[%d]", prefix, i
 
 func (v *violations) event(p string, e *Event, now time.Time) {
 	if e == nil {
-		v.add(p, "required")
+		if p == "" {
+			v.add(p, "event required")
+		} else {
+			v.add(p, "required")
+		}
 		return
 	}
 	if d := validID(e.EventID); d != "" {
