@@ -72,11 +72,11 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 				Field: v.Field, Description: v.Description,
 			})
 		}
-		return withDetails(status.New(codes.InvalidArgument, verr.Error()), br)
+		return withDetails(status.New(codes.InvalidArgument, err.Error()), br)
 	case errors.Is(err, ledger.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.As(err, &cerr):
-		return withDetails(status.New(codes.Aborted, cerr.Error()), &errdetails.ErrorInfo{
+		return withDetails(status.New(codes.Aborted, err.Error()), &errdetails.ErrorInfo{
 			Reason: ReasonWrongExpectedRevision,
 			Domain: ErrorDomain,
 			Metadata: map[string]string{
@@ -88,7 +88,7 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 	case errors.Is(err, ledger.ErrRevisionConflict):
 		return status.Error(codes.Aborted, err.Error())
 	case errors.As(err, &derr):
-		return withDetails(status.New(codes.AlreadyExists, derr.Error()), &errdetails.ErrorInfo{
+		return withDetails(status.New(codes.AlreadyExists, err.Error()), &errdetails.ErrorInfo{
 			Reason:   ReasonDuplicateEventID,
 			Domain:   ErrorDomain,
 			Metadata: map[string]string{MetaEventID: derr.EventID, MetaReason: derr.Reason},
