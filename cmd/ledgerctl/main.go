@@ -1,0 +1,85 @@
+//go:build wip
+
+// Command ledgerctl talks to a Stance Ledger server: it imports and appends records,
+// gets one by event_id, and replays the log.
+//
+// Every subcommand lives in its own file and is added to the root in newRootCmd; the
+// persistent flags and the dial helper shared by all of them are in conn.go.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/client"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		printError(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// newRootCmd builds the ledgerctl command tree. Each subcommand comes from its own file.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "ledgerctl",
+		Short: "Talk to a Stance Ledger server",
+		Long: `ledgerctl talks to a Stance Ledger server (ledgerd): import JSON Lines of records,
+append one record, get a record by event_id, and replay the log.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	addConnFlags(root)
+	root.AddCommand(
+		newImportCmd(),
+		newAppendCmd(),
+		newGetCmd(),
+		newReplayCmd(),
+	)
+	return root
+}
+
+// printError writes err to w as "ledgerctl: Code: message". Errors from the server carry
+// their gRPC code already (client.Error); local errors get the code the server would
+// have answered, when there is one.
+func printError(w io.Writer, err error) {
+	msg := err.Error()
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		if c := localCode(err); c != codes.Unknown {
+			msg = c.String() + ": " + msg
+		}
+	}
+	fmt.Fprintln(w, "ledgerctl: "+msg)
+}
+
+// localCode maps an error raised by ledgerctl itself to the gRPC code of the same kind.
+func localCode(err error) codes.Code {
+	switch {
+	case errors.Is(err, ledger.ErrInvalid):
+		return codes.InvalidArgument
+	case errors.Is(err, ledger.ErrUnavailable):
+		return codes.Unavailable
+	case errors.Is(err, ledger.ErrNotFound):
+		return codes.NotFound
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	}
+	return codes.Unknown
+}
