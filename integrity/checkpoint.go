@@ -2,6 +2,7 @@ package integrity
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -76,18 +77,40 @@ func generateKey(r io.Reader, origin string) (string, string, error) {
 
 // Signer signs checkpoints of one log.
 type Signer struct {
-	s note.Signer
+	s    note.Signer
+	vkey string
 }
 
-// NewSigner parses a signer key made by GenerateKey. Its name is the origin of every
-// checkpoint it signs. A malformed key is an error matching ErrBadKey.
+// NewSigner parses an ed25519 signer key made by GenerateKey
+// ("PRIVATE+KEY+<name>+<hash>+<base64>"). Its name is the origin of every checkpoint it
+// signs. A malformed key is an error matching ErrBadKey.
 func NewSigner(signerKey string) (*Signer, error) {
-	s, err := note.NewSigner(strings.TrimSpace(signerKey))
+	signerKey = strings.TrimSpace(signerKey)
+	s, err := note.NewSigner(signerKey)
 	if err != nil {
 		return nil, fmt.Errorf("%w: signer key: %v", ErrBadKey, err)
 	}
-	return &Signer{s: s}, nil
+	// note.NewSigner has checked the layout; derive the public half for VerifierKey.
+	// The base64 key may itself hold '+': it is what follows the fourth '+'.
+	rest := signerKey
+	for range 4 {
+		_, rest, _ = strings.Cut(rest, "+")
+	}
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil || len(key) != 1+ed25519.SeedSize {
+		return nil, fmt.Errorf("%w: signer key is not an ed25519 key", ErrBadKey)
+	}
+	pub := ed25519.NewKeyFromSeed(key[1:]).Public().(ed25519.PublicKey)
+	vkey, err := note.NewEd25519VerifierKey(s.Name(), pub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadKey, err)
+	}
+	return &Signer{s: s, vkey: vkey}, nil
 }
+
+// VerifierKey returns the verifier key of s in note format ("<origin>+<hash>+<base64>"):
+// what verifiers of its checkpoints must trust.
+func (s *Signer) VerifierKey() string { return s.vkey }
 
 // Origin is the name of the key: the origin line of every checkpoint it signs.
 func (s *Signer) Origin() string { return s.s.Name() }

@@ -108,9 +108,12 @@ func goldenCheckpoint(t *testing.T) (*Signer, string, *Checkpoint) {
 }
 
 func TestCheckpointGolden(t *testing.T) {
-	_, vkey, cp := goldenCheckpoint(t)
+	signer, vkey, cp := goldenCheckpoint(t)
 	golden(t, "checkpoint.golden", cp.Note)
 	golden(t, "verifier.key", []byte(vkey+"\n"))
+	if got := signer.VerifierKey(); got != vkey {
+		t.Errorf("Signer.VerifierKey = %q, want %q", got, vkey)
+	}
 
 	v, err := ParseVerifierKey(filepath.Join("testdata", "verifier.key"))
 	if err != nil {
