@@ -1,5 +1,3 @@
-//go:build wip
-
 // Package client is the Go client of the Stance Ledger: append records, read them back,
 // and follow the log, over gRPC.
 //

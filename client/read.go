@@ -1,5 +1,3 @@
-//go:build wip
-
 package client
 
 import (
@@ -119,10 +117,13 @@ func (c *Client) ReadStream(ctx context.Context, party string, opts ReadStreamOp
 	}
 }
 
-// recordStream is a server stream of responses that each carry one recorded event.
-type recordStream[R interface {
+// recordResponse is a streamed response that carries one recorded event.
+type recordResponse interface {
 	GetEvent() *ledgerv1.RecordedEvent
-}] interface {
+}
+
+// recordStream is a server stream of such responses.
+type recordStream[R recordResponse] interface {
 	Recv() (R, error)
 }
 
@@ -162,7 +163,7 @@ type Filter struct {
 func (f Filter) proto() *ledgerv1.Filter {
 	pb := &ledgerv1.Filter{Parties: f.Parties}
 	for _, t := range f.Types {
-		pb.Types = append(pb.Types, ledgerv1.RecordType(t)) // the numbers match by design
+		pb.Types = append(pb.Types, wire.RecordTypeToProto(t))
 	}
 	if !f.Since.IsZero() {
 		pb.OccurredSince = timestamppb.New(f.Since)

@@ -1,5 +1,3 @@
-//go:build wip
-
 // Command ledgerctl talks to a Stance Ledger server: it imports and appends records,
 // gets one by event_id, and replays the log.
 //
