@@ -1,0 +1,249 @@
+package integrityview
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/integrity"
+	"github.com/stanceledger/ledger/store"
+)
+
+func testSigner(t testing.TB) *integrity.Signer {
+	t.Helper()
+	skey, _, err := integrity.GenerateKey("stanceledger.example/view-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := integrity.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// record i sits at position (10i+5, 10i+3): sparse, like EventStoreDB's.
+func record(i int) store.Record {
+	return store.Record{
+		Stream:   fmt.Sprintf("party-p%d", i%3),
+		Revision: uint64(i / 3),
+		Position: ledger.Position{Commit: uint64(10*i + 5), Prepare: uint64(10*i + 3)},
+		EventID:  fmt.Sprintf("ev-%d", i),
+		Type:     "StatementIssued",
+		Data:     fmt.Appendf(nil, `{"statement_id":"s%d"}`, i),
+		Metadata: fmt.Appendf(nil, `{"schema":1,"event_id":"ev-%d"}`, i),
+	}
+}
+
+func records(from, to int) []store.Record {
+	var out []store.Record
+	for i := from; i < to; i++ {
+		out = append(out, record(i))
+	}
+	return out
+}
+
+// reference builds the tree of the first n records with the integrity package alone.
+func reference(t testing.TB, n int) *integrity.Tree {
+	t.Helper()
+	tr := integrity.NewTree()
+	for _, r := range records(0, n) {
+		h, err := integrity.Leaf{EventID: r.EventID, Stream: r.Stream, Type: r.Type, Data: r.Data, Metadata: r.Metadata}.Hash()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Append(h, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tr
+}
+
+func open(t *testing.T, dir string, s *integrity.Signer, every uint64) *View {
+	t.Helper()
+	v, err := Open(dir, s, nil, &Options{Every: every})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func TestViewBuildsTheTreeAndPublishes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "integrity")
+	signer := testSigner(t)
+	verifier, err := integrity.NewVerifier(signer.VerifierKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := open(t, dir, signer, 10)
+	if _, err := v.Latest(); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("Latest on an empty view = %v, want ErrNotFound", err)
+	}
+	// Batches that straddle the publication interval.
+	for _, b := range [][2]int{{0, 7}, {7, 8}, {8, 31}} {
+		if err := v.Apply(records(b[0], b[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := v.Progress().Applied(); got != record(30).Position {
+		t.Fatalf("applied %s, want %s", got, record(30).Position)
+	}
+	latest, err := v.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if latest.Size != 30 || !bytes.Equal(latest.Root, reference(t, 30).Root()) {
+		t.Fatalf("latest checkpoint %s, want size 30 with the reference root", latest)
+	}
+	for _, size := range []uint64{10, 20, 30} {
+		cp, err := v.Checkpoint(size)
+		if err != nil {
+			t.Fatalf("Checkpoint(%d): %v", size, err)
+		}
+		if _, err := integrity.OpenCheckpoint(cp.Note, verifier); err != nil {
+			t.Fatalf("checkpoint %d does not open: %v", size, err)
+		}
+		if !bytes.Equal(cp.Root, reference(t, int(size)).Root()) {
+			t.Fatalf("checkpoint %d root differs from the reference tree", size)
+		}
+	}
+
+	// Covering: record 12 (leaf 12) needs 13 leaves: the checkpoint of 20.
+	tests := []struct {
+		pos  ledger.Position
+		want uint64
+	}{
+		{record(12).Position, 20},
+		{ledger.Position{Commit: 126, Prepare: 0}, 20}, // between records 12 and 13
+		{record(0).Position, 10},
+		{ledger.Position{}, 10},
+		{record(9).Position, 10},
+		{record(29).Position, 30},
+		{record(30).Position, 31}, // not published yet: Covering publishes it
+	}
+	for _, tc := range tests {
+		cp, err := v.Covering(tc.pos)
+		if err != nil {
+			t.Fatalf("Covering(%s): %v", tc.pos, err)
+		}
+		if cp.Size != tc.want {
+			t.Errorf("Covering(%s) = size %d, want %d", tc.pos, cp.Size, tc.want)
+		}
+	}
+	if _, err := v.Covering(ledger.Position{Commit: 1000}); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("Covering beyond the applied position = %v, want ErrNotFound", err)
+	}
+
+	// Proofs against every published checkpoint verify.
+	cp20, err := v.Checkpoint(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := v.LeafByEventID("ev-13")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leaf.Index != 13 || leaf.Position != record(13).Position {
+		t.Fatalf("LeafByEventID(ev-13) = %+v", leaf)
+	}
+	p, err := v.InclusionProof(t.Context(), leaf.Index, cp20.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record(13)
+	h, _ := integrity.Leaf{EventID: r.EventID, Stream: r.Stream, Type: r.Type, Data: r.Data, Metadata: r.Metadata}.Hash()
+	if err := integrity.VerifyInclusion(h, leaf.Index, p, cp20); err != nil {
+		t.Fatalf("inclusion proof: %v", err)
+	}
+	cp31, err := v.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := v.ConsistencyProof(t.Context(), 20, 31)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := integrity.VerifyConsistency(cp20, cp31, cons); err != nil {
+		t.Fatalf("consistency proof: %v", err)
+	}
+	if _, err := v.InclusionProof(t.Context(), 3, 32); !errors.Is(err, ledger.ErrInvalid) {
+		t.Errorf("proof against a tree larger than applied = %v, want ErrInvalid", err)
+	}
+	if _, err := v.LeafByEventID("nope"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("LeafByEventID(unknown) = %v, want ErrNotFound", err)
+	}
+	if err := v.Apply(records(30, 31)); err == nil {
+		t.Error("Apply of a record at the applied position succeeded")
+	}
+
+	// Reopen: the tree continues where it stood; checkpoints before and after agree.
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v = open(t, dir, signer, 10)
+	defer v.Close()
+	if v.Size() != 31 || v.Progress().Applied() != record(30).Position {
+		t.Fatalf("reopened at size %d, applied %s", v.Size(), v.Progress().Applied())
+	}
+	if err := v.Apply(records(31, 45)); err != nil {
+		t.Fatal(err)
+	}
+	cp45, err := v.Publish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(cp45.Root, reference(t, 45).Root()) {
+		t.Fatal("root after reopening differs from the reference tree")
+	}
+	cons, err = v.ConsistencyProof(t.Context(), 31, 45)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := integrity.VerifyConsistency(cp31, cp45, cons); err != nil {
+		t.Fatalf("checkpoints before and after reopening: %v", err)
+	}
+}
+
+func TestViewRefusesAnotherOrigin(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "integrity")
+	v := open(t, dir, testSigner(t), 1)
+	if err := v.Apply(records(0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	skey, _, err := integrity.GenerateKey("stanceledger.example/another-log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := integrity.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Open(dir, other, nil, nil); err == nil {
+		v.Close()
+		t.Fatal("opened a view of one origin with the key of another")
+	}
+}
+
+func BenchmarkViewApply(b *testing.B) {
+	v, err := Open(filepath.Join(b.TempDir(), "integrity"), testSigner(b), nil, &Options{Every: 1000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	const batch = 1000
+	b.ReportAllocs()
+	next := 0
+	for b.Loop() {
+		if err := v.Apply(records(next, next+batch)); err != nil {
+			b.Fatal(err)
+		}
+		next += batch
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(next), "ns/record")
+}
