@@ -94,18 +94,554 @@ func (x *Checkpoint) GetRootHash() []byte {
 	return nil
 }
 
+type GetCheckpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When set, the smallest published checkpoint covering every record at or before this
+	// position (the server waits, within the deadline, until the log view has applied
+	// it). Unset: the latest published checkpoint.
+	Covering      *Position `protobuf:"bytes,1,opt,name=covering,proto3" json:"covering,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointRequest) Reset() {
+	*x = GetCheckpointRequest{}
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_integrity_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetCheckpointRequest) GetCovering() *Position {
+	if x != nil {
+		return x.Covering
+	}
+	return nil
+}
+
+type GetCheckpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkpoint    *Checkpoint            `protobuf:"bytes,1,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointResponse) Reset() {
+	*x = GetCheckpointResponse{}
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointResponse) ProtoMessage() {}
+
+func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_integrity_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetCheckpointResponse) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type GetInclusionProofRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record to prove: by event_id or by leaf index (its place in log order, from 0).
+	//
+	// Types that are valid to be assigned to Leaf:
+	//
+	//	*GetInclusionProofRequest_EventId
+	//	*GetInclusionProofRequest_LeafIndex
+	Leaf isGetInclusionProofRequest_Leaf `protobuf_oneof:"leaf"`
+	// The tree size to prove against; 0 means the latest published checkpoint's size.
+	TreeSize uint64 `protobuf:"varint,3,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	// When set, wait (within the deadline) until the tree holds every record at or before
+	// this position, so a client can prove its own writes.
+	MinPosition   *Position `protobuf:"bytes,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInclusionProofRequest) Reset() {
+	*x = GetInclusionProofRequest{}
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInclusionProofRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInclusionProofRequest) ProtoMessage() {}
+
+func (x *GetInclusionProofRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInclusionProofRequest.ProtoReflect.Descriptor instead.
+func (*GetInclusionProofRequest) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_integrity_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetInclusionProofRequest) GetLeaf() isGetInclusionProofRequest_Leaf {
+	if x != nil {
+		return x.Leaf
+	}
+	return nil
+}
+
+func (x *GetInclusionProofRequest) GetEventId() string {
+	if x != nil {
+		if x, ok := x.Leaf.(*GetInclusionProofRequest_EventId); ok {
+			return x.EventId
+		}
+	}
+	return ""
+}
+
+func (x *GetInclusionProofRequest) GetLeafIndex() uint64 {
+	if x != nil {
+		if x, ok := x.Leaf.(*GetInclusionProofRequest_LeafIndex); ok {
+			return x.LeafIndex
+		}
+	}
+	return 0
+}
+
+func (x *GetInclusionProofRequest) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *GetInclusionProofRequest) GetMinPosition() *Position {
+	if x != nil {
+		return x.MinPosition
+	}
+	return nil
+}
+
+type isGetInclusionProofRequest_Leaf interface {
+	isGetInclusionProofRequest_Leaf()
+}
+
+type GetInclusionProofRequest_EventId struct {
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3,oneof"`
+}
+
+type GetInclusionProofRequest_LeafIndex struct {
+	LeafIndex uint64 `protobuf:"varint,2,opt,name=leaf_index,json=leafIndex,proto3,oneof"`
+}
+
+func (*GetInclusionProofRequest_EventId) isGetInclusionProofRequest_Leaf() {}
+
+func (*GetInclusionProofRequest_LeafIndex) isGetInclusionProofRequest_Leaf() {}
+
+type GetInclusionProofResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	LeafIndex uint64                 `protobuf:"varint,1,opt,name=leaf_index,json=leafIndex,proto3" json:"leaf_index,omitempty"`
+	// The tree size the proof is against.
+	TreeSize uint64 `protobuf:"varint,2,opt,name=tree_size,json=treeSize,proto3" json:"tree_size,omitempty"`
+	// RFC 6962 audit path, leaf to root.
+	Hashes [][]byte `protobuf:"bytes,3,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	// The event_id and log position of the record at leaf_index.
+	EventId  string    `protobuf:"bytes,4,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Position *Position `protobuf:"bytes,5,opt,name=position,proto3" json:"position,omitempty"`
+	// The published checkpoint of tree_size, when there is one (always when tree_size was 0).
+	Checkpoint    *Checkpoint `protobuf:"bytes,6,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInclusionProofResponse) Reset() {
+	*x = GetInclusionProofResponse{}
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInclusionProofResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInclusionProofResponse) ProtoMessage() {}
+
+func (x *GetInclusionProofResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInclusionProofResponse.ProtoReflect.Descriptor instead.
+func (*GetInclusionProofResponse) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_integrity_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetInclusionProofResponse) GetLeafIndex() uint64 {
+	if x != nil {
+		return x.LeafIndex
+	}
+	return 0
+}
+
+func (x *GetInclusionProofResponse) GetTreeSize() uint64 {
+	if x != nil {
+		return x.TreeSize
+	}
+	return 0
+}
+
+func (x *GetInclusionProofResponse) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+func (x *GetInclusionProofResponse) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *GetInclusionProofResponse) GetPosition() *Position {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *GetInclusionProofResponse) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type GetConsistencyProofRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OldSize uint64                 `protobuf:"varint,1,opt,name=old_size,json=oldSize,proto3" json:"old_size,omitempty"`
+	// 0 means the latest published checkpoint's size.
+	NewSize       uint64 `protobuf:"varint,2,opt,name=new_size,json=newSize,proto3" json:"new_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsistencyProofRequest) Reset() {
+	*x = GetConsistencyProofRequest{}
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsistencyProofRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsistencyProofRequest) ProtoMessage() {}
+
+func (x *GetConsistencyProofRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsistencyProofRequest.ProtoReflect.Descriptor instead.
+func (*GetConsistencyProofRequest) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_integrity_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetConsistencyProofRequest) GetOldSize() uint64 {
+	if x != nil {
+		return x.OldSize
+	}
+	return 0
+}
+
+func (x *GetConsistencyProofRequest) GetNewSize() uint64 {
+	if x != nil {
+		return x.NewSize
+	}
+	return 0
+}
+
+type GetConsistencyProofResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	OldSize uint64                 `protobuf:"varint,1,opt,name=old_size,json=oldSize,proto3" json:"old_size,omitempty"`
+	NewSize uint64                 `protobuf:"varint,2,opt,name=new_size,json=newSize,proto3" json:"new_size,omitempty"`
+	// RFC 6962 consistency proof; empty when old_size is 0 or equals new_size.
+	Hashes [][]byte `protobuf:"bytes,3,rep,name=hashes,proto3" json:"hashes,omitempty"`
+	// The published checkpoint of new_size, when there is one (always when new_size was 0).
+	Checkpoint    *Checkpoint `protobuf:"bytes,4,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConsistencyProofResponse) Reset() {
+	*x = GetConsistencyProofResponse{}
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConsistencyProofResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConsistencyProofResponse) ProtoMessage() {}
+
+func (x *GetConsistencyProofResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConsistencyProofResponse.ProtoReflect.Descriptor instead.
+func (*GetConsistencyProofResponse) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_integrity_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetConsistencyProofResponse) GetOldSize() uint64 {
+	if x != nil {
+		return x.OldSize
+	}
+	return 0
+}
+
+func (x *GetConsistencyProofResponse) GetNewSize() uint64 {
+	if x != nil {
+		return x.NewSize
+	}
+	return 0
+}
+
+func (x *GetConsistencyProofResponse) GetHashes() [][]byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+func (x *GetConsistencyProofResponse) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type GetVerifierKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVerifierKeyRequest) Reset() {
+	*x = GetVerifierKeyRequest{}
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVerifierKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVerifierKeyRequest) ProtoMessage() {}
+
+func (x *GetVerifierKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVerifierKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetVerifierKeyRequest) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_integrity_proto_rawDescGZIP(), []int{7}
+}
+
+type GetVerifierKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The log's ed25519 verifier key in note format: "<origin>+<hash>+<base64 key>".
+	VerifierKey   string `protobuf:"bytes,1,opt,name=verifier_key,json=verifierKey,proto3" json:"verifier_key,omitempty"`
+	Origin        string `protobuf:"bytes,2,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVerifierKeyResponse) Reset() {
+	*x = GetVerifierKeyResponse{}
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVerifierKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVerifierKeyResponse) ProtoMessage() {}
+
+func (x *GetVerifierKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_stanceledger_v1_integrity_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVerifierKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetVerifierKeyResponse) Descriptor() ([]byte, []int) {
+	return file_stanceledger_v1_integrity_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetVerifierKeyResponse) GetVerifierKey() string {
+	if x != nil {
+		return x.VerifierKey
+	}
+	return ""
+}
+
+func (x *GetVerifierKeyResponse) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
 var File_stanceledger_v1_integrity_proto protoreflect.FileDescriptor
 
 const file_stanceledger_v1_integrity_proto_rawDesc = "" +
 	"\n" +
-	"\x1fstanceledger/v1/integrity.proto\x12\x0fstanceledger.v1\"v\n" +
+	"\x1fstanceledger/v1/integrity.proto\x12\x0fstanceledger.v1\x1a\x1cstanceledger/v1/ledger.proto\"v\n" +
 	"\n" +
 	"Checkpoint\x12\x1f\n" +
 	"\vsigned_note\x18\x01 \x01(\tR\n" +
 	"signedNote\x12\x16\n" +
 	"\x06origin\x18\x02 \x01(\tR\x06origin\x12\x12\n" +
 	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x1b\n" +
-	"\troot_hash\x18\x04 \x01(\fR\brootHashB?Z=github.com/stanceledger/ledger/proto/stanceledger/v1;ledgerv1b\x06proto3"
+	"\troot_hash\x18\x04 \x01(\fR\brootHash\"M\n" +
+	"\x14GetCheckpointRequest\x125\n" +
+	"\bcovering\x18\x01 \x01(\v2\x19.stanceledger.v1.PositionR\bcovering\"T\n" +
+	"\x15GetCheckpointResponse\x12;\n" +
+	"\n" +
+	"checkpoint\x18\x01 \x01(\v2\x1b.stanceledger.v1.CheckpointR\n" +
+	"checkpoint\"\xbb\x01\n" +
+	"\x18GetInclusionProofRequest\x12\x1b\n" +
+	"\bevent_id\x18\x01 \x01(\tH\x00R\aeventId\x12\x1f\n" +
+	"\n" +
+	"leaf_index\x18\x02 \x01(\x04H\x00R\tleafIndex\x12\x1b\n" +
+	"\ttree_size\x18\x03 \x01(\x04R\btreeSize\x12<\n" +
+	"\fmin_position\x18\x04 \x01(\v2\x19.stanceledger.v1.PositionR\vminPositionB\x06\n" +
+	"\x04leaf\"\xfe\x01\n" +
+	"\x19GetInclusionProofResponse\x12\x1d\n" +
+	"\n" +
+	"leaf_index\x18\x01 \x01(\x04R\tleafIndex\x12\x1b\n" +
+	"\ttree_size\x18\x02 \x01(\x04R\btreeSize\x12\x16\n" +
+	"\x06hashes\x18\x03 \x03(\fR\x06hashes\x12\x19\n" +
+	"\bevent_id\x18\x04 \x01(\tR\aeventId\x125\n" +
+	"\bposition\x18\x05 \x01(\v2\x19.stanceledger.v1.PositionR\bposition\x12;\n" +
+	"\n" +
+	"checkpoint\x18\x06 \x01(\v2\x1b.stanceledger.v1.CheckpointR\n" +
+	"checkpoint\"R\n" +
+	"\x1aGetConsistencyProofRequest\x12\x19\n" +
+	"\bold_size\x18\x01 \x01(\x04R\aoldSize\x12\x19\n" +
+	"\bnew_size\x18\x02 \x01(\x04R\anewSize\"\xa8\x01\n" +
+	"\x1bGetConsistencyProofResponse\x12\x19\n" +
+	"\bold_size\x18\x01 \x01(\x04R\aoldSize\x12\x19\n" +
+	"\bnew_size\x18\x02 \x01(\x04R\anewSize\x12\x16\n" +
+	"\x06hashes\x18\x03 \x03(\fR\x06hashes\x12;\n" +
+	"\n" +
+	"checkpoint\x18\x04 \x01(\v2\x1b.stanceledger.v1.CheckpointR\n" +
+	"checkpoint\"\x17\n" +
+	"\x15GetVerifierKeyRequest\"S\n" +
+	"\x16GetVerifierKeyResponse\x12!\n" +
+	"\fverifier_key\x18\x01 \x01(\tR\vverifierKey\x12\x16\n" +
+	"\x06origin\x18\x02 \x01(\tR\x06origin2\xb3\x03\n" +
+	"\x10IntegrityService\x12^\n" +
+	"\rGetCheckpoint\x12%.stanceledger.v1.GetCheckpointRequest\x1a&.stanceledger.v1.GetCheckpointResponse\x12j\n" +
+	"\x11GetInclusionProof\x12).stanceledger.v1.GetInclusionProofRequest\x1a*.stanceledger.v1.GetInclusionProofResponse\x12p\n" +
+	"\x13GetConsistencyProof\x12+.stanceledger.v1.GetConsistencyProofRequest\x1a,.stanceledger.v1.GetConsistencyProofResponse\x12a\n" +
+	"\x0eGetVerifierKey\x12&.stanceledger.v1.GetVerifierKeyRequest\x1a'.stanceledger.v1.GetVerifierKeyResponseB?Z=github.com/stanceledger/ledger/proto/stanceledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_stanceledger_v1_integrity_proto_rawDescOnce sync.Once
@@ -119,16 +655,39 @@ func file_stanceledger_v1_integrity_proto_rawDescGZIP() []byte {
 	return file_stanceledger_v1_integrity_proto_rawDescData
 }
 
-var file_stanceledger_v1_integrity_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_stanceledger_v1_integrity_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_stanceledger_v1_integrity_proto_goTypes = []any{
-	(*Checkpoint)(nil), // 0: stanceledger.v1.Checkpoint
+	(*Checkpoint)(nil),                  // 0: stanceledger.v1.Checkpoint
+	(*GetCheckpointRequest)(nil),        // 1: stanceledger.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),       // 2: stanceledger.v1.GetCheckpointResponse
+	(*GetInclusionProofRequest)(nil),    // 3: stanceledger.v1.GetInclusionProofRequest
+	(*GetInclusionProofResponse)(nil),   // 4: stanceledger.v1.GetInclusionProofResponse
+	(*GetConsistencyProofRequest)(nil),  // 5: stanceledger.v1.GetConsistencyProofRequest
+	(*GetConsistencyProofResponse)(nil), // 6: stanceledger.v1.GetConsistencyProofResponse
+	(*GetVerifierKeyRequest)(nil),       // 7: stanceledger.v1.GetVerifierKeyRequest
+	(*GetVerifierKeyResponse)(nil),      // 8: stanceledger.v1.GetVerifierKeyResponse
+	(*Position)(nil),                    // 9: stanceledger.v1.Position
 }
 var file_stanceledger_v1_integrity_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	9,  // 0: stanceledger.v1.GetCheckpointRequest.covering:type_name -> stanceledger.v1.Position
+	0,  // 1: stanceledger.v1.GetCheckpointResponse.checkpoint:type_name -> stanceledger.v1.Checkpoint
+	9,  // 2: stanceledger.v1.GetInclusionProofRequest.min_position:type_name -> stanceledger.v1.Position
+	9,  // 3: stanceledger.v1.GetInclusionProofResponse.position:type_name -> stanceledger.v1.Position
+	0,  // 4: stanceledger.v1.GetInclusionProofResponse.checkpoint:type_name -> stanceledger.v1.Checkpoint
+	0,  // 5: stanceledger.v1.GetConsistencyProofResponse.checkpoint:type_name -> stanceledger.v1.Checkpoint
+	1,  // 6: stanceledger.v1.IntegrityService.GetCheckpoint:input_type -> stanceledger.v1.GetCheckpointRequest
+	3,  // 7: stanceledger.v1.IntegrityService.GetInclusionProof:input_type -> stanceledger.v1.GetInclusionProofRequest
+	5,  // 8: stanceledger.v1.IntegrityService.GetConsistencyProof:input_type -> stanceledger.v1.GetConsistencyProofRequest
+	7,  // 9: stanceledger.v1.IntegrityService.GetVerifierKey:input_type -> stanceledger.v1.GetVerifierKeyRequest
+	2,  // 10: stanceledger.v1.IntegrityService.GetCheckpoint:output_type -> stanceledger.v1.GetCheckpointResponse
+	4,  // 11: stanceledger.v1.IntegrityService.GetInclusionProof:output_type -> stanceledger.v1.GetInclusionProofResponse
+	6,  // 12: stanceledger.v1.IntegrityService.GetConsistencyProof:output_type -> stanceledger.v1.GetConsistencyProofResponse
+	8,  // 13: stanceledger.v1.IntegrityService.GetVerifierKey:output_type -> stanceledger.v1.GetVerifierKeyResponse
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_stanceledger_v1_integrity_proto_init() }
@@ -136,15 +695,20 @@ func file_stanceledger_v1_integrity_proto_init() {
 	if File_stanceledger_v1_integrity_proto != nil {
 		return
 	}
+	file_stanceledger_v1_ledger_proto_init()
+	file_stanceledger_v1_integrity_proto_msgTypes[3].OneofWrappers = []any{
+		(*GetInclusionProofRequest_EventId)(nil),
+		(*GetInclusionProofRequest_LeafIndex)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_stanceledger_v1_integrity_proto_rawDesc), len(file_stanceledger_v1_integrity_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   9,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_stanceledger_v1_integrity_proto_goTypes,
 		DependencyIndexes: file_stanceledger_v1_integrity_proto_depIdxs,
