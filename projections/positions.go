@@ -1,0 +1,735 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/store"
+)
+
+// PositionsName is the name of the positions projection: its directory under
+// <data>/views/ and its name in health and metrics.
+const PositionsName = "positions"
+
+// PositionsSchema is the version of the positions read model's key layout. A read
+// model written with another version is discarded and rebuilt from the log.
+const PositionsSchema = 1
+
+// PartyPosition is one contribution of one record to one (party, topic): what the
+// record (or a correction of it) says the party's stance is, from its valid time on.
+type PartyPosition struct {
+	Party, Topic string
+	Alignment    ledger.Alignment
+	Act          ledger.Act
+	Summary      string
+	Quote        string
+	// OccurredAt is the contribution's valid time (after any re-dating correction).
+	OccurredAt time.Time
+	// EventID and Position identify the record that contributed it.
+	EventID  string
+	Position ledger.Position
+	// Since is the log position from which this contribution counts: the record's
+	// position, or the position of the correction that produced it.
+	Since ledger.Position
+	// SinceEventID is the event_id of that correction; "" when Since is the record's.
+	SinceEventID string
+	// Index is the contribution's place among its record's contributions
+	// (ledger.Contributions, or ledger.Attribute of a replacement); it breaks ties
+	// between contributions of one record to one (party, topic).
+	Index uint32
+}
+
+// Correction is one correction of a record as the view applied it.
+type Correction struct {
+	EventID  string
+	Position ledger.Position
+	Effect   Effect
+	// RedatedTo is the new valid time when Effect has EffectRedate.
+	RedatedTo time.Time
+	Reason    string
+}
+
+// HistoryEntry is one version of a contribution: it counts for queries at log
+// positions from Contribution.Since up to (excluding) Until.
+type HistoryEntry struct {
+	Contribution PartyPosition
+	// Until is the position of the correction that ended this version; zero while it
+	// still counts. UntilEventID and UntilEffect say which correction and what it did.
+	Until        ledger.Position
+	UntilEventID string
+	UntilEffect  Effect
+	// RecordCorrections lists every correction of the record, in log order; the
+	// record was corrected when it is not empty.
+	RecordCorrections []Correction
+}
+
+// Query chooses the bitemporal point a read answers at.
+type Query struct {
+	// AsOfTime limits valid time: only contributions with OccurredAt <= AsOfTime
+	// count. The zero time means no limit.
+	AsOfTime time.Time
+	// AsOfPosition limits transaction time: only records and corrections at
+	// positions <= AsOfPosition count. The zero Position means the view's applied
+	// position. A position the view has not applied yet gives a *LagError.
+	AsOfPosition ledger.Position
+}
+
+// Change is a change of the current (party, topic) stance, delivered by Watch.
+type Change struct {
+	Party, Topic string
+	// Current is the new current contribution; nil when (party, topic) has none any more.
+	Current *PartyPosition
+	// Applied is the view's applied position after the batch that made the change.
+	Applied ledger.Position
+}
+
+// ErrWatchTooSlow ends a Watch whose consumer fell too far behind; it matches
+// ledger.ErrUnavailable, so a client retries, and can re-read current positions.
+var ErrWatchTooSlow = fmt.Errorf("%w: watcher fell behind the positions view", ledger.ErrUnavailable)
+
+// Positions is the positions read model: every contribution of every record, each
+// version with its valid time and the log positions it counts between, in its own
+// Pebble directory. It answers current, as-of-time and as-of-position queries
+// without reading the log. It is safe for concurrent use: one goroutine applies
+// (the Runner), any number query.
+type Positions struct {
+	dir string
+	fs  vfs.FS
+	log *slog.Logger
+
+	mu sync.RWMutex // guards db against Rebuild's switch-over
+	db *pebble.DB
+
+	progress *Progress
+
+	wmu      sync.Mutex
+	watchers map[*watcher]struct{}
+}
+
+// OpenPositions opens (or creates) the positions read model in dir. A read model
+// written with another PositionsSchema is removed and started empty, so the Runner
+// rebuilds it from position 0; so is one left half-switched by a crash during a
+// rebuild.
+func OpenPositions(dir string, log *slog.Logger) (*Positions, error) {
+	return openPositions(vfs.Default, dir, log)
+}
+
+// openPositions is OpenPositions on any file system (tests use an in-memory one).
+func openPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, leftover := range []string{dir + rebuildSuffix, dir + retiredSuffix} {
+		if err := fs.RemoveAll(leftover); err != nil {
+			return nil, fmt.Errorf("remove %s: %w", leftover, err)
+		}
+	}
+	db, applied, err := openModel(fs, dir, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Positions{
+		dir: dir, fs: fs, log: log, db: db,
+		progress: NewProgress(PositionsName, applied),
+		watchers: make(map[*watcher]struct{}),
+	}, nil
+}
+
+const (
+	rebuildSuffix = ".rebuild"
+	retiredSuffix = ".retired"
+)
+
+// openModel opens the Pebble DB in dir, discarding it when its schema differs.
+func openModel(fs vfs.FS, dir string, log *slog.Logger) (*pebble.DB, ledger.Position, error) {
+	if err := fs.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, ledger.Position{}, err
+	}
+	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: quietLogger{}})
+	if err != nil {
+		return nil, ledger.Position{}, fmt.Errorf("open positions view %s: %w", dir, err)
+	}
+	schema, applied, err := readMeta(db)
+	if err != nil {
+		db.Close()
+		return nil, ledger.Position{}, err
+	}
+	switch {
+	case schema == 0 && applied.IsZero():
+		if err := db.Set(keySchema, []byte(strconv.Itoa(PositionsSchema)), pebble.Sync); err != nil {
+			db.Close()
+			return nil, ledger.Position{}, err
+		}
+		return db, applied, nil
+	case schema != PositionsSchema:
+		log.Warn("positions view has another schema version; rebuilding it from the log",
+			"dir", dir, "found", schema, "want", PositionsSchema)
+		db.Close()
+		if err := fs.RemoveAll(dir); err != nil {
+			return nil, ledger.Position{}, err
+		}
+		return openModel(fs, dir, log)
+	}
+	return db, applied, nil
+}
+
+func readMeta(r pebble.Reader) (schema int, applied ledger.Position, err error) {
+	v, closer, err := r.Get(keySchema)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return 0, applied, err
+	default:
+		schema, err = strconv.Atoi(string(v))
+		closer.Close()
+		if err != nil {
+			schema = -1
+		}
+	}
+	applied, err = readApplied(r)
+	return schema, applied, err
+}
+
+func readApplied(r pebble.Reader) (ledger.Position, error) {
+	v, closer, err := r.Get(keyApplied)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return ledger.Position{}, nil
+	}
+	if err != nil {
+		return ledger.Position{}, err
+	}
+	defer closer.Close()
+	if len(v) != posLen {
+		return ledger.Position{}, errCorrupt
+	}
+	return getPos(v), nil
+}
+
+// Name returns PositionsName.
+func (p *Positions) Name() string { return PositionsName }
+
+// Applied returns the position of the last record the view has applied (its checkpoint).
+func (p *Positions) Applied() ledger.Position { return p.progress.Applied() }
+
+// Progress returns the tracker of the view's applied position (for WaitFor).
+func (p *Positions) Progress() *Progress { return p.progress }
+
+// WaitFor blocks until the view has applied pos, or ctx ends; then it returns a
+// *LagError that says how far the view is.
+func (p *Positions) WaitFor(ctx context.Context, pos ledger.Position) error {
+	return p.progress.WaitFor(ctx, pos)
+}
+
+// Close closes the read model. Watches end.
+func (p *Positions) Close() error {
+	p.wmu.Lock()
+	for w := range p.watchers {
+		w.end(ledger.ErrClosed)
+	}
+	p.wmu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.db == nil {
+		return nil
+	}
+	err := p.db.Close()
+	p.db = nil
+	return err
+}
+
+// Apply folds records into the view and moves its checkpoint to the last record's
+// position, all in one Pebble batch: after a crash the view holds either all of
+// the batch or none of it. Records MUST come in log order after Applied(). The
+// batch is committed without sync: the log is durable, and Pebble's WAL recovers
+// a prefix of committed batches, so a crash at most forgets a suffix of batches,
+// which the Runner applies again from the recovered checkpoint.
+//
+// A record that cannot be decoded, or a position at or before Applied(), is an
+// error and nothing of the batch is applied.
+func (p *Positions) Apply(records []store.Record) error {
+	if len(records) == 0 {
+		return nil
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.db == nil {
+		return ledger.ErrClosed
+	}
+	a := applier{b: p.db.NewIndexedBatch(), log: p.log}
+	defer a.b.Close()
+	if p.watching() {
+		a.changed = make(map[contribKey]struct{})
+	}
+	last := p.Applied()
+	for _, rec := range records {
+		if !last.Less(rec.Position) {
+			return fmt.Errorf("record %s at %s: not after the applied position %s", rec.EventID, rec.Position, last)
+		}
+		if err := a.record(rec); err != nil {
+			return fmt.Errorf("record %s at %s: %w", rec.EventID, rec.Position, err)
+		}
+		last = rec.Position
+	}
+	if err := a.b.Set(keyApplied, putPos(nil, last), nil); err != nil {
+		return err
+	}
+	if err := a.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit positions batch: %w", err)
+	}
+	p.progress.Advance(last)
+	if a.changed != nil {
+		p.notify(p.db, a.changed, last)
+	}
+	return nil
+}
+
+// applier folds records into one indexed batch.
+type applier struct {
+	b       *pebble.Batch
+	log     *slog.Logger
+	changed map[contribKey]struct{} // pairs whose current stance may have changed; nil when nobody watches
+	buf     []byte
+}
+
+func (a *applier) record(rec store.Record) error {
+	ev, _, err := ledger.Decode(rec.Type, rec.Data, rec.Metadata)
+	if err != nil {
+		return err
+	}
+	if c, ok := ev.Body.(*ledger.RecordCorrected); ok {
+		return a.correct(rec.Position, ev, c)
+	}
+	return a.add(rec.Position, ev)
+}
+
+// add stores a stance-bearing record and its contributions.
+func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
+	rk := recordKey(ev.EventID)
+	if _, closer, err := a.b.Get(rk); err == nil {
+		closer.Close()
+		return fmt.Errorf("event_id %q is already in the view", ev.EventID)
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	contribs := ledger.Contributions(ev)
+	ri := recordInfo{
+		pos: pos, party: ev.Party, parties: attributedParties(ev),
+		occ: ev.OccurredAt.UTC(), from: pos,
+		current: make([]contribKey, len(contribs)),
+	}
+	for i, c := range contribs {
+		ri.current[i] = contribKey{c.Party, c.Stance.Topic}
+		row := rowValue{
+			alignment: c.Stance.Alignment, act: c.Stance.Act, eventID: ev.EventID,
+			summary: c.Stance.Summary, quote: c.Stance.Quote,
+		}
+		if err := a.putVersion(c.Party, c.Stance.Topic, suffix{occ: ri.occ, rec: pos, idx: uint32(i), from: pos}, &row, true); err != nil {
+			return err
+		}
+	}
+	return a.b.Set(rk, ri.append(nil), nil)
+}
+
+// attributedParties returns the parties e's stances count for (ledger.Attribute):
+// the ones a replacement of its stances goes to.
+func attributedParties(e *ledger.Event) []string {
+	var parties []string
+	for _, c := range ledger.Attribute(e, []ledger.Stance{{}}) {
+		parties = append(parties, c.Party)
+	}
+	return parties
+}
+
+// correct applies a correction at pos to the record it names. The record's state
+// after the correction is computed from its state before it:
+//   - replacement_stances (non-empty) become its stances, attributed like the
+//     original (ledger.Attribute), and reinstate a withdrawn record;
+//   - corrected_occurred_at becomes its valid time;
+//   - withdraw leaves it no stances (until a later replacement);
+//   - a correction that only adds sources changes no stance but is listed.
+//
+// So a later correction overrides an earlier one field by field: replace then
+// re-date keeps the replacement at the new time; re-date then replace keeps the new
+// time; withdraw then re-date stays withdrawn. Every version that counted before is
+// closed at pos, and the new versions count from pos. A correction that names no
+// stance-bearing record already in the view (validation prevents it) changes nothing.
+func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.RecordCorrected) error {
+	rk := recordKey(c.CorrectsEventID)
+	v, closer, err := a.b.Get(rk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		a.log.Warn("positions: correction names no stance-bearing record; ignored",
+			"event_id", ev.EventID, "corrects_event_id", c.CorrectsEventID, "position", pos.String())
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ri, err := parseRecordInfo(v)
+	closer.Close()
+	if err != nil {
+		return fmt.Errorf("record %q: %w", c.CorrectsEventID, err)
+	}
+	if ri.party != ev.Party {
+		a.log.Warn("positions: correction names a record of another party; ignored",
+			"event_id", ev.EventID, "corrects_event_id", c.CorrectsEventID, "position", pos.String())
+		return nil
+	}
+	fix := correction{pos: pos, eventID: ev.EventID, reason: c.Reason}
+	if len(c.ReplacementStances) > 0 {
+		fix.effect |= EffectReplace
+	}
+	if c.CorrectedOccurredAt != nil {
+		fix.effect |= EffectRedate
+		fix.redatedTo = c.CorrectedOccurredAt.UTC()
+	}
+	if c.Withdraw {
+		fix.effect |= EffectWithdraw
+	}
+	ri.fixes = append(ri.fixes, fix)
+	if fix.effect == 0 {
+		return a.b.Set(rk, ri.append(nil), nil)
+	}
+
+	// Close the versions that counted until now, keeping their stances for a re-date.
+	old := make([]rowValue, len(ri.current))
+	for i, ck := range ri.current {
+		key := versionPrefix(ck.party, ck.topic)
+		key = suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: ri.from}.append(key)
+		v, closer, err := a.b.Get(key)
+		if err != nil {
+			return fmt.Errorf("version of %q for (%s, %s): %w", c.CorrectsEventID, ck.party, ck.topic, err)
+		}
+		row, err := parseRow(v)
+		closer.Close()
+		if err != nil {
+			return err
+		}
+		old[i] = row
+		row.until, row.untilEventID, row.untilEffect = pos, ev.EventID, fix.effect
+		if err := a.b.Set(key, row.append(nil), nil); err != nil {
+			return err
+		}
+	}
+
+	type next struct {
+		ck  contribKey
+		row rowValue
+	}
+	var nexts []next
+	switch {
+	case fix.effect&EffectWithdraw != 0:
+	case fix.effect&EffectReplace != 0:
+		target := &ledger.Event{Party: ri.party, Body: &ledger.StatementIssued{CoSigners: ri.parties}}
+		for _, con := range ledger.Attribute(target, c.ReplacementStances) {
+			nexts = append(nexts, next{contribKey{con.Party, con.Stance.Topic}, rowValue{
+				alignment: con.Stance.Alignment, act: con.Stance.Act,
+				summary: con.Stance.Summary, quote: con.Stance.Quote,
+			}})
+		}
+	default: // re-date only: the same stances
+		for i, ck := range ri.current {
+			nexts = append(nexts, next{ck, rowValue{
+				alignment: old[i].alignment, act: old[i].act, summary: old[i].summary, quote: old[i].quote,
+			}})
+		}
+	}
+	if fix.effect&EffectRedate != 0 {
+		ri.occ = fix.redatedTo
+	}
+	oldCurrent := ri.current
+	ri.from = pos
+	ri.current = make([]contribKey, len(nexts))
+	for i, n := range nexts {
+		ri.current[i] = n.ck
+		n.row.eventID, n.row.sinceEventID = c.CorrectsEventID, ev.EventID
+		if err := a.putVersion(n.ck.party, n.ck.topic, suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: pos}, &n.row, false); err != nil {
+			return err
+		}
+	}
+	// The closed versions may have been current: find the current stance again.
+	for _, ck := range append(oldCurrent, ri.current...) {
+		if err := a.recomputeCurrent(ck); err != nil {
+			return err
+		}
+	}
+	return a.b.Set(rk, ri.append(nil), nil)
+}
+
+// putVersion writes a new version and, when fast is set, makes it current if it
+// beats the current one (a new record never ends another, so comparing suffices);
+// otherwise the caller recomputes the current stance.
+func (a *applier) putVersion(party, topic string, s suffix, row *rowValue, fast bool) error {
+	key := s.append(versionPrefix(party, topic))
+	a.buf = row.append(a.buf[:0])
+	if err := a.b.Set(key, a.buf, nil); err != nil {
+		return err
+	}
+	ck := pairKey(prefixCurrent, party, topic)
+	cur, closer, err := a.b.Get(ck)
+	switch {
+	case err == nil:
+		beats := bytes.Compare(key[len(key)-suffixLen:], cur[:suffixLen]) > 0
+		closer.Close()
+		if !beats || !fast {
+			return nil
+		}
+	case errors.Is(err, pebble.ErrNotFound):
+		// First version of this pair, or the pair has none current: index it.
+		pk := pairKey(prefixPair, party, topic)
+		if _, closer, err := a.b.Get(pk); errors.Is(err, pebble.ErrNotFound) {
+			if err := a.b.Set(pk, nil, nil); err != nil {
+				return err
+			}
+			if err := a.b.Set(pairKey(prefixTopic, topic, party), nil, nil); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		} else {
+			closer.Close()
+		}
+		if !fast {
+			return nil
+		}
+	default:
+		return err
+	}
+	return a.setCurrent(party, topic, key[len(key)-suffixLen:], a.buf)
+}
+
+func (a *applier) setCurrent(party, topic string, suf, row []byte) error {
+	v := make([]byte, 0, len(suf)+len(row))
+	v = append(append(v, suf...), row...)
+	if a.changed != nil {
+		a.changed[contribKey{party, topic}] = struct{}{}
+	}
+	return a.b.Set(pairKey(prefixCurrent, party, topic), v, nil)
+}
+
+// recomputeCurrent finds the current stance of a pair: its greatest version that
+// still counts.
+func (a *applier) recomputeCurrent(ck contribKey) error {
+	prefix := versionPrefix(ck.party, ck.topic)
+	it, err := a.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.Last(); ok; ok = it.Prev() {
+		v := it.Value()
+		if !getPos(v).IsZero() { // closed
+			continue
+		}
+		return a.setCurrent(ck.party, ck.topic, it.Key()[len(prefix):], v)
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if a.changed != nil {
+		a.changed[ck] = struct{}{}
+	}
+	return a.b.Delete(pairKey(prefixCurrent, ck.party, ck.topic), nil)
+}
+
+func recordKey(eventID string) []byte {
+	return append([]byte{prefixRecord}, eventID...)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// quietLogger keeps Pebble's informational chatter out of the server's log.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+// watcher is one Watch call.
+type watcher struct {
+	party, topic string
+	ch           chan Change
+	once         sync.Once
+	done         chan struct{}
+	err          error
+}
+
+func (w *watcher) end(err error) {
+	w.once.Do(func() { w.err = err; close(w.done) })
+}
+
+func (p *Positions) watching() bool {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	return len(p.watchers) > 0
+}
+
+// notify sends each changed pair's new current stance to the watchers that want it.
+// The caller holds p.mu for reading.
+func (p *Positions) notify(db *pebble.DB, changed map[contribKey]struct{}, applied ledger.Position) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	for ck := range changed {
+		ch := Change{Party: ck.party, Topic: ck.topic, Applied: applied}
+		if cur, ok, err := getCurrent(db, ck.party, ck.topic); err == nil && ok {
+			ch.Current = &cur
+		}
+		for w := range p.watchers {
+			if (w.party != "" && w.party != ck.party) || (w.topic != "" && w.topic != ck.topic) {
+				continue
+			}
+			select {
+			case w.ch <- ch:
+			default:
+				w.end(ErrWatchTooSlow)
+				delete(p.watchers, w)
+			}
+		}
+	}
+}
+
+// watchBuffer is how many changes a watcher may fall behind before it is ended
+// with ErrWatchTooSlow.
+const watchBuffer = 4096
+
+// Watch yields every change of the current stance of the pairs matching party and
+// topic ("" matches any) applied after it starts, in apply order, until ctx ends
+// (it then yields ctx's error), the view closes (ledger.ErrClosed) or the consumer
+// falls too far behind (ErrWatchTooSlow).
+func (p *Positions) Watch(ctx context.Context, party, topic string) iter.Seq2[Change, error] {
+	return func(yield func(Change, error) bool) {
+		w := &watcher{party: party, topic: topic, ch: make(chan Change, watchBuffer), done: make(chan struct{})}
+		p.wmu.Lock()
+		p.watchers[w] = struct{}{}
+		p.wmu.Unlock()
+		defer func() {
+			p.wmu.Lock()
+			delete(p.watchers, w)
+			p.wmu.Unlock()
+		}()
+		for {
+			select {
+			case c := <-w.ch:
+				if !yield(c, nil) {
+					return
+				}
+			case <-w.done:
+				// Deliver what was queued before the end.
+				for {
+					select {
+					case c := <-w.ch:
+						if !yield(c, nil) {
+							return
+						}
+					default:
+						yield(Change{}, w.err)
+						return
+					}
+				}
+			case <-ctx.Done():
+				yield(Change{}, ctx.Err())
+				return
+			}
+		}
+	}
+}
+
+// NewBuild opens an empty positions model in a fresh directory next to the live
+// one (<dir>.rebuild), for Runner.Rebuild.
+func (p *Positions) NewBuild() (Projection, error) {
+	dir := p.dir + rebuildSuffix
+	if err := p.fs.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	db, applied, err := openModel(p.fs, dir, p.log)
+	if err != nil {
+		return nil, err
+	}
+	return &Positions{
+		dir: dir, fs: p.fs, log: p.log, db: db,
+		progress: NewProgress(PositionsName, applied),
+		watchers: make(map[*watcher]struct{}),
+	}, nil
+}
+
+// SwitchTo replaces the live model with build (from NewBuild) atomically for
+// readers: under the write lock it closes both, renames the live directory away,
+// renames the build into its place, syncs the parent directory, reopens it and
+// removes the old one. A crash part-way leaves either the old model, or no model
+// (OpenPositions then starts empty and the Runner rebuilds from position 0).
+func (p *Positions) SwitchTo(build Projection) error {
+	b, ok := build.(*Positions)
+	if !ok || b.dir != p.dir+rebuildSuffix {
+		return fmt.Errorf("positions: SwitchTo needs a build from NewBuild")
+	}
+	if err := b.Close(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.db != nil {
+		if err := p.db.Close(); err != nil {
+			return err
+		}
+		p.db = nil
+	}
+	retired := p.dir + retiredSuffix
+	if err := p.fs.Rename(p.dir, retired); err != nil {
+		return err
+	}
+	if err := p.fs.Rename(b.dir, p.dir); err != nil {
+		return err
+	}
+	if err := syncDir(p.fs, filepath.Dir(p.dir)); err != nil {
+		return err
+	}
+	db, applied, err := openModel(p.fs, p.dir, p.log)
+	if err != nil {
+		return err
+	}
+	p.db = db
+	p.progress.Advance(applied)
+	return p.fs.RemoveAll(retired)
+}
+
+// DiscardBuild closes and removes a build from NewBuild.
+func (p *Positions) DiscardBuild(build Projection) error {
+	b, ok := build.(*Positions)
+	if !ok || b.dir != p.dir+rebuildSuffix {
+		return fmt.Errorf("positions: DiscardBuild needs a build from NewBuild")
+	}
+	err := b.Close()
+	return errors.Join(err, p.fs.RemoveAll(b.dir))
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	f, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}

@@ -1,0 +1,323 @@
+package projections
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/store"
+)
+
+// The reference model: DESIGN.md §1 folded naively over a log prefix, written
+// without looking at the read model's layout. Every query of the view must agree.
+
+type refRecord struct {
+	ev     *ledger.Event
+	occ    time.Time
+	stance []ledger.Contribution // nil when withdrawn
+	pos    ledger.Position
+	since  ledger.Position
+	sinceE string
+}
+
+// refFold returns the table at valid time t (zero: no limit) after the first n
+// events of log (positions 1..n).
+func refFold(log []*ledger.Event, n int, t time.Time) map[[2]string]PartyPosition {
+	recs := map[string]*refRecord{}
+	var order []*refRecord
+	for i, e := range log[:n] {
+		pos := ledger.Position{Commit: uint64(i + 1), Prepare: uint64(i + 1)}
+		c, isFix := e.Body.(*ledger.RecordCorrected)
+		if !isFix {
+			r := &refRecord{ev: e, occ: e.OccurredAt, stance: ledger.Contributions(e), pos: pos, since: pos}
+			recs[e.EventID] = r
+			order = append(order, r)
+			continue
+		}
+		r := recs[c.CorrectsEventID]
+		if r == nil || r.ev.Party != e.Party {
+			continue
+		}
+		changed := false
+		if len(c.ReplacementStances) > 0 {
+			r.stance, changed = ledger.Attribute(r.ev, c.ReplacementStances), true
+		}
+		if c.CorrectedOccurredAt != nil {
+			r.occ, changed = *c.CorrectedOccurredAt, true
+		}
+		if c.Withdraw {
+			r.stance, changed = nil, true
+		}
+		if changed {
+			r.since, r.sinceE = pos, e.EventID
+		}
+	}
+	out := map[[2]string]PartyPosition{}
+	for _, r := range order {
+		if !t.IsZero() && r.occ.After(t) {
+			continue
+		}
+		for i, c := range r.stance {
+			k := [2]string{c.Party, c.Stance.Topic}
+			best, ok := out[k]
+			if ok && (best.OccurredAt.After(r.occ) || best.OccurredAt.Equal(r.occ) && (r.pos.Less(best.Position) || r.pos == best.Position && uint32(i) < best.Index)) {
+				continue
+			}
+			out[k] = PartyPosition{
+				Party: c.Party, Topic: c.Stance.Topic, Alignment: c.Stance.Alignment, Act: c.Stance.Act,
+				Summary: c.Stance.Summary, Quote: c.Stance.Quote, OccurredAt: r.occ.UTC(),
+				EventID: r.ev.EventID, Position: r.pos, Since: r.since, SinceEventID: r.sinceE, Index: uint32(i),
+			}
+		}
+	}
+	return out
+}
+
+var (
+	refParties = []string{"dprk", "russia", "china", "usa"}
+	refTopics  = []string{"msmt-legitimacy", "poe-mandate", "sanctions"}
+	refBase    = time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// randomLog returns n events: statements (with co-signers), reports, vetoes, and
+// corrections of every kind, several per record, with valid times out of
+// recording order and many ties.
+func randomLog(rng *rand.Rand, n int) []*ledger.Event {
+	var log []*ledger.Event
+	day := func() time.Time { return refBase.Add(time.Duration(rng.IntN(12)) * 24 * time.Hour) }
+	stances := func() []ledger.Stance {
+		var out []ledger.Stance
+		for _, t := range refTopics {
+			if rng.IntN(2) == 0 {
+				out = append(out, ledger.Stance{
+					Topic: t, Alignment: ledger.Alignment(1 + rng.IntN(3)), Act: ledger.Act(rng.IntN(11)),
+					Summary: fmt.Sprintf("s%d", rng.IntN(100)), Quote: "q\t\"x\"\n",
+				})
+			}
+		}
+		if len(out) == 0 {
+			out = append(out, ledger.Stance{Topic: refTopics[rng.IntN(len(refTopics))], Alignment: ledger.AlignmentOpposes})
+		}
+		return out
+	}
+	for i := range n {
+		party := refParties[rng.IntN(len(refParties))]
+		e := &ledger.Event{EventID: fmt.Sprintf("e%d", i), Party: party, OccurredAt: day()}
+		var targets []*ledger.Event
+		for _, t := range log {
+			if _, fix := t.Body.(*ledger.RecordCorrected); !fix && t.Party == party {
+				targets = append(targets, t)
+			}
+		}
+		switch k := rng.IntN(10); {
+		case k < 4 && len(targets) > 0:
+			c := &ledger.RecordCorrected{Reason: "r"}
+			// Recent records are corrected again and again.
+			c.CorrectsEventID = targets[len(targets)-1-rng.IntN(min(len(targets), 3))].EventID
+			switch rng.IntN(8) {
+			case 0:
+				c.Withdraw = true
+			case 1:
+				c.ReplacementStances = stances()
+			case 2:
+				t := day()
+				c.CorrectedOccurredAt = &t
+			case 3:
+				t := day()
+				c.ReplacementStances, c.CorrectedOccurredAt = stances(), &t
+			case 4:
+				t := day()
+				c.Withdraw, c.CorrectedOccurredAt = true, &t
+			case 5:
+				c.AddedSources = []ledger.Source{{URL: "https://example.org"}}
+			case 6: // names a record of another party: ignored
+				c.CorrectsEventID = log[rng.IntN(len(log))].EventID
+				c.Withdraw = true
+			default: // names nothing: ignored
+				c.CorrectsEventID = "missing"
+				c.Withdraw = true
+			}
+			e.Body = c
+		case k < 7:
+			s := &ledger.StatementIssued{StatementID: e.EventID, Stances: stances()}
+			for _, p := range refParties {
+				if rng.IntN(4) == 0 {
+					s.CoSigners = append(s.CoSigners, p)
+				}
+			}
+			e.Body = s
+		case k < 8:
+			e.Body = &ledger.ReportPublished{ReportID: e.EventID, Findings: stances()}
+		default:
+			v := &ledger.MandateVetoed{Body: "unsc", Mandate: refTopics[rng.IntN(len(refTopics))]}
+			for _, p := range refParties {
+				if rng.IntN(3) > 0 {
+					v.Votes = append(v.Votes, ledger.MemberVote{Party: p, Vote: ledger.Vote(1 + rng.IntN(3))})
+				}
+			}
+			e.Body = v
+		}
+		log = append(log, e)
+	}
+	return log
+}
+
+// records encodes events as the store would return them, at positions 1..n.
+func records(t testing.TB, log []*ledger.Event) []store.Record {
+	t.Helper()
+	out := make([]store.Record, len(log))
+	for i, e := range log {
+		enc, err := ledger.Encode(e, refBase, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = store.Record{
+			Stream: ledger.StreamOf(e.Party), Position: ledger.Position{Commit: uint64(i + 1), Prepare: uint64(i + 1)},
+			EventID: enc.EventID, Type: enc.Type, Data: enc.Data, Metadata: enc.Metadata, ContentHash: enc.ContentHash,
+		}
+	}
+	return out
+}
+
+func sortedRows(m map[[2]string]PartyPosition) []PartyPosition {
+	rows := make([]PartyPosition, 0, len(m))
+	for _, r := range m {
+		rows = append(rows, r)
+	}
+	slices.SortFunc(rows, func(a, b PartyPosition) int {
+		if a.Party != b.Party {
+			return cmp.Compare(a.Party, b.Party)
+		}
+		return cmp.Compare(a.Topic, b.Topic)
+	})
+	return rows
+}
+
+func TestPositionsMatchReferenceFold(t *testing.T) {
+	logs, size := 2000, 40
+	if testing.Short() {
+		logs = 250
+	}
+	ctx := t.Context()
+	for seed := range logs {
+		rng := rand.New(rand.NewPCG(uint64(seed), 7))
+		log := randomLog(rng, 1+rng.IntN(size))
+		recs := records(t, log)
+		p := openTestPositions(t)
+
+		// Apply in random batches; after each, the current table (fast path) must
+		// equal the fold of the prefix.
+		for n := 0; n < len(recs); {
+			k := min(len(recs)-n, 1+rng.IntN(8))
+			if err := p.Apply(recs[n : n+k]); err != nil {
+				t.Fatalf("seed %d: apply: %v", seed, err)
+			}
+			n += k
+			got, _, _, err := p.List(ctx, ListFilter{}, Query{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := sortedRows(refFold(log, n, time.Time{})); !slices.Equal(got, want) {
+				t.Fatalf("seed %d: current after %d records:\n got %+v\nwant %+v", seed, n, got, want)
+			}
+		}
+
+		// Log positions P (every one in short logs, a sample in long ones, always
+		// the last), each with no valid-time limit and a few valid times on and
+		// between the days used; Get for every pair at some of them.
+		for n := 1; n <= len(log); n++ {
+			if len(log) > 12 && n < len(log) && rng.IntN(len(log)) >= 12 {
+				continue
+			}
+			at := ledger.Position{Commit: uint64(n), Prepare: uint64(n)}
+			times := []time.Time{{}}
+			for range 4 {
+				d := time.Duration(rng.IntN(14)-1) * 24 * time.Hour
+				times = append(times, refBase.Add(d), refBase.Add(d+time.Hour))
+			}
+			for i, tt := range times {
+				want := refFold(log, n, tt)
+				q := Query{AsOfTime: tt, AsOfPosition: at}
+				snap, err := p.Snapshot(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rows := sortedRows(want); !slices.Equal(snap.Rows, rows) || snap.Digest != Digest(rows) || snap.AsOfPosition != at {
+					t.Fatalf("seed %d: snapshot at (%v, %d):\n got %+v\nwant %+v", seed, tt, n, snap.Rows, rows)
+				}
+				if i > 2 {
+					continue
+				}
+				for _, party := range refParties {
+					for _, topic := range refTopics {
+						got, _, err := p.Get(ctx, party, topic, q)
+						w, ok := want[[2]string{party, topic}]
+						switch {
+						case !ok && !isNotFound(err):
+							t.Fatalf("seed %d: Get(%s, %s) at (%v, %d) = %+v, %v; want not found", seed, party, topic, tt, n, got, err)
+						case ok && (err != nil || got != w):
+							t.Fatalf("seed %d: Get(%s, %s) at (%v, %d) = %+v, %v; want %+v", seed, party, topic, tt, n, got, err, w)
+						}
+					}
+				}
+			}
+		}
+		// Filters and paging over the final table.
+		checkListFilters(t, p, sortedRows(refFold(log, len(log), time.Time{})))
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func checkListFilters(t *testing.T, p *Positions, all []PartyPosition) {
+	t.Helper()
+	ctx := t.Context()
+	for _, party := range append(refParties, "") {
+		for _, topic := range append(refTopics, "") {
+			var want []PartyPosition
+			for _, r := range all {
+				if (party == "" || r.Party == party) && (topic == "" || r.Topic == topic) {
+					want = append(want, r)
+				}
+			}
+			// Page through two at a time.
+			var got []PartyPosition
+			f := ListFilter{Party: party, Topic: topic, Limit: 2}
+			for {
+				page, _, more, err := p.List(ctx, f, Query{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, page...)
+				if !more {
+					break
+				}
+				last := page[len(page)-1]
+				f.AfterParty, f.AfterTopic = last.Party, last.Topic
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("List(party %q, topic %q):\n got %+v\nwant %+v", party, topic, got, want)
+			}
+		}
+	}
+}
+
+func openTestPositions(t testing.TB) *Positions {
+	t.Helper()
+	p, err := openPositions(vfs.NewMem(), "/data/views/positions", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func isNotFound(err error) bool { return errors.Is(err, ledger.ErrNotFound) }

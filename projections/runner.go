@@ -1,0 +1,445 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/store"
+)
+
+// Projection is a read model the Runner keeps up to date with the log.
+type Projection interface {
+	// Name names the projection in logs, health and metrics, e.g. "positions".
+	Name() string
+	// Progress tracks its checkpoint: the position of the last record it applied,
+	// as saved with its read model (zero when it has applied nothing).
+	Progress() *Progress
+	// Apply applies records, which come in log order right after the checkpoint,
+	// and saves the new checkpoint (the last record's position) in the same atomic
+	// commit, then advances Progress. On error nothing of the batch may be applied:
+	// the Runner stops the projection and never skips a record.
+	Apply(records []store.Record) error
+}
+
+// Rebuildable is a Projection that can be rebuilt from position 0 next to the live
+// read model and then switched to.
+type Rebuildable interface {
+	Projection
+	// NewBuild returns an empty copy of the projection in a fresh directory.
+	NewBuild() (Projection, error)
+	// SwitchTo replaces the live read model with build atomically: readers see the
+	// old model or the new one, never a mix. build has applied at least as far as
+	// the live model. build must not be used afterwards.
+	SwitchTo(build Projection) error
+	// DiscardBuild closes and removes a build that will not be switched to.
+	DiscardBuild(build Projection) error
+}
+
+// RunnerOptions tune a Runner. A nil *RunnerOptions means the defaults.
+type RunnerOptions struct {
+	// BatchSize is the most records applied in one atomic commit; default 1000.
+	// A batch holds what the subscription has delivered, up to BatchSize: under
+	// load batches fill up, when idle each record is applied at once.
+	BatchSize int
+	// RetryDelay is the first wait before resubscribing after the log's
+	// subscription fails (doubling up to 30 s); default 500 ms.
+	RetryDelay time.Duration
+	// OnHealth, when set, is called whenever a projection starts serving (true) or
+	// stops with an error (false), e.g. to set gRPC health statuses.
+	OnHealth func(name string, serving bool)
+	// Registerer, when set, receives the runner's metrics: per projection, the
+	// applied position (commit), records applied, and failures.
+	Registerer prometheus.Registerer
+}
+
+// Health is the state of one projection.
+type Health struct {
+	Name string
+	// Serving is false when the projection has stopped with an error.
+	Serving bool
+	// Applied is its checkpoint.
+	Applied ledger.Position
+	// Err is the error it stopped with, when not Serving.
+	Err error
+	// Failures counts the times it stopped with an error.
+	Failures uint64
+	// Rebuilding is true while a rebuild runs.
+	Rebuilding bool
+}
+
+// Runner feeds projections from the log: each from its own checkpoint, catching up
+// then following live, in batches committed atomically with the checkpoint.
+type Runner struct {
+	src   store.Subscriber
+	log   *slog.Logger
+	opts  RunnerOptions
+	list  []*state
+	byNam map[string]*state
+
+	applied  *prometheus.GaugeVec
+	records  *prometheus.CounterVec
+	failures *prometheus.CounterVec
+}
+
+// state is the runner's bookkeeping for one projection.
+type state struct {
+	p Projection
+
+	// applyMu is held while a batch is applied; a rebuild holds it to switch over.
+	applyMu sync.Mutex
+	// gen counts switch-overs; a follower that sees it change resubscribes from the
+	// new model's checkpoint.
+	gen atomic.Uint64
+
+	mu         sync.Mutex
+	err        error
+	failures   uint64
+	rebuilding bool
+	restart    chan struct{} // closed to wake a stopped projection after a rebuild
+
+	rebuildMu sync.Mutex // one rebuild at a time
+}
+
+// NewRunner returns a Runner that feeds ps from src. Names must be unique.
+func NewRunner(src store.Subscriber, log *slog.Logger, opts *RunnerOptions, ps ...Projection) (*Runner, error) {
+	r := &Runner{src: src, log: log, byNam: make(map[string]*state)}
+	if opts != nil {
+		r.opts = *opts
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.opts.BatchSize <= 0 {
+		r.opts.BatchSize = 1000
+	}
+	if r.opts.RetryDelay <= 0 {
+		r.opts.RetryDelay = 500 * time.Millisecond
+	}
+	for _, p := range ps {
+		if _, dup := r.byNam[p.Name()]; dup {
+			return nil, fmt.Errorf("projections: two projections named %q", p.Name())
+		}
+		st := &state{p: p, restart: make(chan struct{})}
+		r.list = append(r.list, st)
+		r.byNam[p.Name()] = st
+	}
+	r.applied = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "stanceledger_projection_applied_commit",
+		Help: "Commit number of the last log position the projection applied.",
+	}, []string{"projection"})
+	r.records = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stanceledger_projection_records_applied_total",
+		Help: "Records the projection applied (rebuilds included).",
+	}, []string{"projection"})
+	r.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "stanceledger_projection_failures_total",
+		Help: "Times the projection stopped because a batch could not be applied.",
+	}, []string{"projection"})
+	if r.opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.applied, r.records, r.failures} {
+			if err := r.opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("projections: register metrics: %w", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// Run feeds every projection until ctx ends, then returns nil. A projection whose
+// batch fails to apply stops (logged at error level, reported unhealthy, counted)
+// and stays stopped until a Rebuild succeeds or the process restarts; the others
+// go on. A failing subscription is retried with backoff from the checkpoint.
+func (r *Runner) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, st := range r.list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.loop(ctx, st)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// errSwitched ends a follow when a rebuild switched the model under it.
+var errSwitched = errors.New("read model switched")
+
+// applyError marks an error of the projection itself (not of the log).
+type applyError struct{ err error }
+
+func (e *applyError) Error() string { return e.err.Error() }
+func (e *applyError) Unwrap() error { return e.err }
+
+func (r *Runner) loop(ctx context.Context, st *state) {
+	name := st.p.Name()
+	r.setHealth(st, nil)
+	delay := r.opts.RetryDelay
+	for ctx.Err() == nil {
+		err := r.follow(ctx, st)
+		var aerr *applyError
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, errSwitched):
+			continue
+		case errors.As(err, &aerr):
+			r.log.Error("projection stopped: a batch could not be applied; no record is skipped, rebuild or restart to resume",
+				"projection", name, "applied", st.p.Progress().Applied().String(), "err", aerr.err)
+			restart := r.setHealth(st, aerr.err)
+			select {
+			case <-restart:
+				delay = r.opts.RetryDelay
+			case <-ctx.Done():
+				return
+			}
+		default:
+			r.log.Warn("projection: log subscription failed; resubscribing",
+				"projection", name, "applied", st.p.Progress().Applied().String(), "retry_in", delay, "err", err)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return
+			}
+			delay = min(2*delay, 30*time.Second)
+		}
+	}
+}
+
+// setHealth records err (nil: serving) and returns the channel a rebuild closes to
+// restart a stopped projection.
+func (r *Runner) setHealth(st *state, err error) <-chan struct{} {
+	name := st.p.Name()
+	st.mu.Lock()
+	st.err = err
+	if err != nil {
+		st.failures++
+		r.failures.WithLabelValues(name).Inc()
+		st.p.Progress().Fail(fmt.Errorf("%w: projection %s stopped: %v", ledger.ErrUnavailable, name, err))
+	} else {
+		st.p.Progress().Fail(nil)
+	}
+	restart := st.restart
+	st.mu.Unlock()
+	if r.opts.OnHealth != nil {
+		r.opts.OnHealth(name, err == nil)
+	}
+	return restart
+}
+
+// follow subscribes from the projection's checkpoint and applies batches until an
+// error or ctx's end.
+func (r *Runner) follow(ctx context.Context, st *state) error {
+	gen := st.gen.Load()
+	from := st.p.Progress().Applied()
+	return r.feed(ctx, from, func(batch []store.Record, _ bool) error {
+		st.applyMu.Lock()
+		defer st.applyMu.Unlock()
+		if st.gen.Load() != gen {
+			return errSwitched
+		}
+		if err := st.p.Apply(batch); err != nil {
+			return &applyError{err}
+		}
+		r.records.WithLabelValues(st.p.Name()).Add(float64(len(batch)))
+		r.applied.WithLabelValues(st.p.Name()).Set(float64(st.p.Progress().Applied().Commit))
+		return nil
+	})
+}
+
+// feed subscribes to the log from the record after from and calls apply with
+// batches in log order; caughtUp is true for the batch that ends the catch-up (or
+// with an empty batch when there was nothing to catch up). The subscription is read
+// on its own goroutine, so reading the log and applying overlap.
+func (r *Runner) feed(ctx context.Context, from ledger.Position, apply func(batch []store.Record, caughtUp bool) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type item struct {
+		rec      store.Record
+		caughtUp bool
+		err      error
+	}
+	items := make(chan item, 2*r.opts.BatchSize)
+	go func() {
+		defer close(items)
+		for msg, err := range r.src.Subscribe(ctx, from, store.Filter{}) {
+			var it item
+			switch {
+			case err != nil:
+				it.err = err
+			case msg.CaughtUp:
+				it.caughtUp = true
+			case !from.IsZero() && msg.Record.Position == from:
+				continue // the subscription's from is inclusive; that record is applied
+			default:
+				it.rec = msg.Record
+			}
+			select {
+			case items <- it:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	batch := make([]store.Record, 0, r.opts.BatchSize)
+	for {
+		var it item
+		var ok bool
+		select {
+		case it, ok = <-items:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			return errors.New("log subscription ended")
+		}
+		batch = batch[:0]
+		caughtUp := false
+		var stop error
+		for {
+			switch {
+			case it.err != nil:
+				stop = it.err
+			case it.caughtUp:
+				caughtUp = true
+			default:
+				batch = append(batch, it.rec)
+			}
+			if stop != nil || caughtUp || len(batch) == r.opts.BatchSize {
+				break
+			}
+			more := false
+			select {
+			case it, more = <-items:
+			default:
+			}
+			if !more {
+				break
+			}
+		}
+		if len(batch) > 0 || caughtUp {
+			if err := apply(batch, caughtUp); err != nil {
+				return err
+			}
+		}
+		if stop != nil {
+			return stop
+		}
+	}
+}
+
+// Health returns the state of every projection, in the order given to NewRunner.
+func (r *Runner) Health() []Health {
+	out := make([]Health, 0, len(r.list))
+	for _, st := range r.list {
+		st.mu.Lock()
+		out = append(out, Health{
+			Name: st.p.Name(), Serving: st.err == nil, Applied: st.p.Progress().Applied(),
+			Err: st.err, Failures: st.failures, Rebuilding: st.rebuilding,
+		})
+		st.mu.Unlock()
+	}
+	return out
+}
+
+// ErrNotRebuildable says the named projection cannot be rebuilt.
+var ErrNotRebuildable = errors.New("projection cannot be rebuilt")
+
+// Rebuild builds the named projection again from position 0 into a fresh read model
+// while the live one keeps serving, then switches over atomically once the build has
+// caught up with it, and returns the rebuilt model's checkpoint. A projection
+// stopped by an error resumes on the rebuilt model. When ctx ends first, the build
+// is discarded and the live model stays. An unknown name gives an error matching
+// ledger.ErrNotFound.
+func (r *Runner) Rebuild(ctx context.Context, name string) (ledger.Position, error) {
+	st, ok := r.byNam[name]
+	if !ok {
+		return ledger.Position{}, fmt.Errorf("%w: no projection %q", ledger.ErrNotFound, name)
+	}
+	rp, ok := st.p.(Rebuildable)
+	if !ok {
+		return ledger.Position{}, fmt.Errorf("%w: %s", ErrNotRebuildable, name)
+	}
+	st.rebuildMu.Lock()
+	defer st.rebuildMu.Unlock()
+	st.mu.Lock()
+	st.rebuilding = true
+	st.mu.Unlock()
+	defer func() {
+		st.mu.Lock()
+		st.rebuilding = false
+		st.mu.Unlock()
+	}()
+
+	build, err := rp.NewBuild()
+	if err != nil {
+		return ledger.Position{}, fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	start := time.Now()
+	r.log.Info("projection rebuild started", "projection", name)
+	switched := false
+	defer func() {
+		if !switched {
+			if err := rp.DiscardBuild(build); err != nil {
+				r.log.Error("projection rebuild: discard build", "projection", name, "err", err)
+			}
+		}
+	}()
+
+	// Catch up without holding the live model; then hold it still (the live
+	// follower waits between batches) and apply up to where it stands.
+	var target *ledger.Position
+	errDone := errors.New("rebuild caught up")
+	err = r.feed(ctx, ledger.Position{}, func(batch []store.Record, caughtUp bool) error {
+		if err := build.Apply(batch); err != nil {
+			return &applyError{err}
+		}
+		r.records.WithLabelValues(name).Add(float64(len(batch)))
+		if target == nil && caughtUp {
+			st.applyMu.Lock()
+			t := st.p.Progress().Applied()
+			target = &t
+		}
+		if target != nil && !build.Progress().Applied().Less(*target) {
+			return errDone
+		}
+		return nil
+	})
+	if target != nil {
+		defer st.applyMu.Unlock()
+	}
+	if !errors.Is(err, errDone) {
+		return ledger.Position{}, fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	applied := build.Progress().Applied()
+	if err := rp.SwitchTo(build); err != nil {
+		// The live model may be closed now: stop the projection loudly.
+		r.setHealth(st, fmt.Errorf("switch to rebuilt model: %w", err))
+		return ledger.Position{}, fmt.Errorf("rebuild %s: %w", name, err)
+	}
+	switched = true
+	st.gen.Add(1)
+	st.mu.Lock()
+	stopped := st.err != nil
+	if stopped {
+		close(st.restart)
+		st.restart = make(chan struct{})
+	}
+	st.mu.Unlock()
+	if stopped {
+		r.setHealth(st, nil)
+	}
+	r.log.Info("projection rebuilt", "projection", name, "applied", applied.String(), "took", time.Since(start))
+	return applied, nil
+}
