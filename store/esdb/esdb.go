@@ -374,12 +374,17 @@ func (s *Store) ReadStream(ctx context.Context, stream string, opts store.ReadSt
 			dir = esdbclient.Backwards
 		}
 		var from esdbclient.StreamPosition = esdbclient.Revision(opts.From)
-		if opts.FromEnd {
-			from = esdbclient.End{}
-		}
 		count := uint64(readAllCount)
 		if opts.Max > 0 {
 			count = opts.Max
+		}
+		if opts.FromEnd {
+			from = esdbclient.End{}
+			if !opts.Backwards {
+				// Forwards from the last revision yields that record alone; EventStoreDB's
+				// forwards read from End yields nothing, so read it backwards.
+				dir, count = esdbclient.Backwards, 1
+			}
 		}
 		stopped := false
 		err := s.readEvents(ctx, stream, dir, from, count, func(ev *esdbclient.RecordedEvent) (bool, error) {
@@ -580,12 +585,15 @@ func (s *Store) Append(ctx context.Context, stream string, expected ledger.Expec
 	}
 
 	// Read the records back for their positions (the answer has the last one only).
+	// EventStoreDB answers a write it recognised as a retry (same event ids at the
+	// same place) without a position: then another append stored these records.
+	alreadyPresent := wr.CommitPosition == 0 && wr.PreparePosition == 0
 	n := uint64(len(records))
 	if wr.NextExpectedVersion+1 < n {
 		return store.AppendResult{}, fmt.Errorf("esdb: append to %s answered revision %d for %d records", stream, wr.NextExpectedVersion, n)
 	}
 	first := wr.NextExpectedVersion + 1 - n
-	res := store.AppendResult{Records: make([]store.Record, 0, n)}
+	res := store.AppendResult{Records: make([]store.Record, 0, n), AlreadyPresent: alreadyPresent}
 	err = s.readEvents(ctx, stream, esdbclient.Forwards, esdbclient.Revision(first), n, func(ev *esdbclient.RecordedEvent) (bool, error) {
 		r, err := toRecord(ev)
 		if err != nil {

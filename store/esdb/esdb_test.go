@@ -18,7 +18,7 @@ import (
 // TestAppendReadOverCompat checks the basic path end to end: esdb → EventStoreDB
 // protocol → esdbcompat → embedded, and that the bytes come back unchanged.
 func TestAppendReadOverCompat(t *testing.T) {
-	e := newEndpoint(t)
+	e := newEndpoint(t, false)
 	st := openStore(t, e)
 	ctx := t.Context()
 
@@ -90,7 +90,7 @@ func TestAppendReadOverCompat(t *testing.T) {
 
 // TestInvalidAppendThroughCompat: the endpoint validates like LedgerService.Append.
 func TestInvalidAppendThroughCompat(t *testing.T) {
-	e := newEndpoint(t)
+	e := newEndpoint(t, false)
 	st := openStore(t, e)
 	ctx := t.Context()
 
@@ -122,7 +122,7 @@ func TestInvalidAppendThroughCompat(t *testing.T) {
 // it again: the subscription goes on with no record lost or repeated, operations fail
 // with ErrUnavailable (not a hang) while it is down, and recover by themselves.
 func TestSubscribeSurvivesEndpointRestart(t *testing.T) {
-	e := newEndpoint(t)
+	e := newEndpoint(t, false)
 	st := openStore(t, e)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()

@@ -35,16 +35,18 @@ type endpoint struct {
 	st   *embedded.Store
 	addr string
 	srv  *grpc.Server
+	// trust makes the endpoint store appends unvalidated (esdbcompat.Options.TrustAppends).
+	trust bool
 }
 
 // newEndpoint opens an embedded store in a temporary directory and serves it.
-func newEndpoint(t testing.TB) *endpoint {
+func newEndpoint(t testing.TB, trust bool) *endpoint {
 	t.Helper()
 	st, err := embedded.Open(t.TempDir(), nil)
 	if err != nil {
 		t.Fatalf("embedded.Open: %v", err)
 	}
-	e := &endpoint{t: t, st: st, addr: "127.0.0.1:0"}
+	e := &endpoint{t: t, st: st, addr: "127.0.0.1:0", trust: trust}
 	e.start()
 	t.Cleanup(func() {
 		e.stop()
@@ -73,7 +75,7 @@ func (e *endpoint) start() {
 	}
 	e.addr = lis.Addr().String()
 	e.srv = grpc.NewServer()
-	esdbcompat.New(e.st, &esdbcompat.Options{Logger: quiet(e.t)}).Register(e.srv)
+	esdbcompat.New(e.st, &esdbcompat.Options{Logger: quiet(e.t), TrustAppends: e.trust}).Register(e.srv)
 	go func() { _ = e.srv.Serve(lis) }()
 }
 

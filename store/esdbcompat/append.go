@@ -83,7 +83,7 @@ func expectedOf(o *api.AppendReq_Options) (ledger.ExpectedRevision, error) {
 // appendRecords decodes, validates and stores msgs in the ledger stream name.
 func (s *Server) appendRecords(ctx context.Context, name string, expected ledger.ExpectedRevision, msgs []*api.AppendReq_ProposedMessage) (*api.AppendResp, error) {
 	party, ok := ledger.PartyOf(name)
-	if !ok || !ledger.IsSlug(party) {
+	if !s.trust && (!ok || !ledger.IsSlug(party)) {
 		return nil, ledger.Invalid("stream", "only ledger streams %q<party> accept appends, not %q", ledger.StreamPrefix, name)
 	}
 	if len(msgs) == 0 {
@@ -94,44 +94,19 @@ func (s *Server) appendRecords(ctx context.Context, name string, expected ledger
 	proposed := make([]store.Proposed, len(msgs))
 	for i, m := range msgs {
 		path := fmt.Sprintf("events[%d]", i)
-		typ := m.GetMetadata()["type"]
-		if ct := m.GetMetadata()["content-type"]; ct != "application/json" {
-			v.Violations = append(v.Violations, ledger.FieldViolation{Field: path + ".content_type", Description: fmt.Sprintf("must be application/json, not %q", ct)})
-			continue
+		p, e, fvs := s.proposed(m)
+		for _, fv := range fvs {
+			v.Violations = append(v.Violations, ledger.FieldViolation{Field: path + "." + fv.Field, Description: fv.Description})
 		}
-		e, md, err := ledger.Decode(typ, m.GetData(), m.GetCustomMetadata())
-		if err != nil {
-			var verr *ledger.ValidationError
-			if errors.As(err, &verr) {
-				for _, fv := range verr.Violations {
-					v.Violations = append(v.Violations, ledger.FieldViolation{Field: path + "." + fv.Field, Description: fv.Description})
-				}
-				continue
-			}
-			return nil, err
-		}
-		if md.ContentSHA256 == "" {
-			v.Violations = append(v.Violations, ledger.FieldViolation{Field: path + ".metadata.content_sha256", Description: "required: it decides idempotency"})
-			continue
-		}
-		id, err := uuidOf(m.GetId())
-		if err != nil {
-			v.Violations = append(v.Violations, ledger.FieldViolation{Field: path + ".id", Description: err.Error()})
-			continue
-		}
-		if want := store.EventUUID(md.EventID); id != want {
-			v.Violations = append(v.Violations, ledger.FieldViolation{Field: path + ".id",
-				Description: fmt.Sprintf("must be %s, the UUIDv5 of event_id %q", store.FormatUUID(want), md.EventID)})
-			continue
-		}
-		events[i] = e
-		proposed[i] = store.Proposed{EventID: md.EventID, Type: typ, Data: m.GetData(), Metadata: m.GetCustomMetadata(), ContentHash: md.ContentSHA256}
+		events[i], proposed[i] = e, p
 	}
 	if len(v.Violations) > 0 {
 		return nil, &v
 	}
-	if err := ledger.ValidateAppend(ctx, party, events, s.now(), s.limits, s.lookup); err != nil {
-		return nil, err
+	if !s.trust {
+		if err := ledger.ValidateAppend(ctx, party, events, s.now(), s.limits, s.lookup); err != nil {
+			return nil, err
+		}
 	}
 	res, err := s.st.Append(ctx, name, expected, proposed)
 	var cerr *ledger.ConflictError
@@ -141,12 +116,61 @@ func (s *Server) appendRecords(ctx context.Context, name string, expected ledger
 	if err != nil {
 		return nil, err
 	}
-	return &api.AppendResp{Result: &api.AppendResp_Success_{Success: &api.AppendResp_Success{
+	success := &api.AppendResp_Success{
 		CurrentRevisionOption: &api.AppendResp_Success_CurrentRevision{CurrentRevision: res.NextExpectedRevision},
 		PositionOption: &api.AppendResp_Success_Position{Position: &api.AppendResp_Position{
 			CommitPosition: res.Position.Commit, PreparePosition: res.Position.Prepare,
 		}},
-	}}}, nil
+	}
+	if res.AlreadyPresent {
+		// As EventStoreDB answers an idempotent write: no position, nothing was written.
+		success.PositionOption = &api.AppendResp_Success_NoPosition{NoPosition: &shared.Empty{}}
+	}
+	return &api.AppendResp{Result: &api.AppendResp_Success_{Success: success}}, nil
+}
+
+// proposed decodes one proposed message into the record to store and the event it
+// holds (nil when appends are trusted), or the violations that refuse it.
+func (s *Server) proposed(m *api.AppendReq_ProposedMessage) (store.Proposed, *ledger.Event, []ledger.FieldViolation) {
+	typ := m.GetMetadata()["type"]
+	if ct := m.GetMetadata()["content-type"]; ct != "application/json" {
+		return store.Proposed{}, nil, []ledger.FieldViolation{{Field: "content_type", Description: fmt.Sprintf("must be application/json, not %q", ct)}}
+	}
+	var (
+		e   *ledger.Event
+		md  = new(ledger.Metadata)
+		err error
+	)
+	if s.trust {
+		err = json.Unmarshal(m.GetCustomMetadata(), md)
+		if err == nil && md.EventID == "" {
+			err = errors.New("event_id required")
+		}
+		if err != nil {
+			return store.Proposed{}, nil, []ledger.FieldViolation{{Field: "metadata", Description: err.Error()}}
+		}
+	} else {
+		e, md, err = ledger.Decode(typ, m.GetData(), m.GetCustomMetadata())
+		var verr *ledger.ValidationError
+		if errors.As(err, &verr) {
+			return store.Proposed{}, nil, verr.Violations
+		}
+		if err != nil {
+			return store.Proposed{}, nil, []ledger.FieldViolation{{Description: err.Error()}}
+		}
+		if md.ContentSHA256 == "" {
+			return store.Proposed{}, nil, []ledger.FieldViolation{{Field: "metadata.content_sha256", Description: "required: it decides idempotency"}}
+		}
+	}
+	id, err := uuidOf(m.GetId())
+	if err != nil {
+		return store.Proposed{}, nil, []ledger.FieldViolation{{Field: "id", Description: err.Error()}}
+	}
+	if want := store.EventUUID(md.EventID); id != want {
+		return store.Proposed{}, nil, []ledger.FieldViolation{{Field: "id",
+			Description: fmt.Sprintf("must be %s, the UUIDv5 of event_id %q", store.FormatUUID(want), md.EventID)}}
+	}
+	return store.Proposed{EventID: md.EventID, Type: typ, Data: m.GetData(), Metadata: m.GetCustomMetadata(), ContentHash: md.ContentSHA256}, e, nil
 }
 
 // lookup resolves corrects_event_id for ValidateAppend from the store.

@@ -62,6 +62,13 @@ type Options struct {
 	Limits ledger.Limits
 	// Now is the clock validation uses; nil means time.Now.
 	Now func() time.Time
+	// TrustAppends stores appends as given, without ledger validation, to any stream:
+	// the endpoint is then a plain mapping of the store contract onto EventStoreDB's
+	// protocol (each event's metadata must still carry its event_id). It exists for
+	// the store conformance suite, which stores contract-level records (foreign
+	// streams, corrections of absent records); never set it on an endpoint that
+	// clients reach.
+	TrustAppends bool
 }
 
 // Server is the EventStoreDB-compatible endpoint over one store.
@@ -70,6 +77,7 @@ type Server struct {
 	log    *slog.Logger
 	limits ledger.Limits
 	now    func() time.Time
+	trust  bool
 }
 
 // New returns a Server over st. It does not own st: closing the gRPC server leaves st
@@ -86,6 +94,7 @@ func New(st store.Store, opts *Options) *Server {
 		if opts.Now != nil {
 			s.now = opts.Now
 		}
+		s.trust = opts.TrustAppends
 	}
 	return s
 }
