@@ -23,8 +23,9 @@ import (
 // represented, with a *ledger.ValidationError whose field paths are relative to the
 // event: "" for a nil event, "body" when no body is set, "occurred_at",
 // "reported_at" or "record_corrected.corrected_occurred_at" for a timestamp that
-// timestamppb rejects (out of range, or nanos outside [0, 1e9)). An unset occurred_at
-// becomes the zero time, which validation refuses as missing.
+// timestamppb rejects (out of range, or nanos outside [0, 1e9)) or that is exactly
+// 0001-01-01T00:00:00Z (time.Time's zero, which the domain reads as unset). An unset
+// occurred_at becomes the zero time, which validation refuses as missing.
 func EventFromProto(pe *ledgerv1.Event) (*ledger.Event, error) {
 	if pe == nil {
 		return nil, ledger.Invalid("", "required")
@@ -295,7 +296,13 @@ func timeFromProto(verr *ledger.ValidationError, field string, ts *timestamppb.T
 		verr.Violations = append(verr.Violations, ledger.FieldViolation{Field: field, Description: fmt.Sprintf("invalid timestamp: %v", err)})
 		return time.Time{}
 	}
-	return ts.AsTime()
+	t := ts.AsTime()
+	if t.IsZero() {
+		// 0001-01-01T00:00:00Z is time.Time's zero, which the domain reads as "not
+		// set"; refuse it here rather than let a set time pass as an unset one.
+		verr.Violations = append(verr.Violations, ledger.FieldViolation{Field: field, Description: "must not be before 1900-01-01T00:00:00Z"})
+	}
+	return t
 }
 
 func timeToProto(t time.Time) *timestamppb.Timestamp {

@@ -120,6 +120,7 @@ func TestEventFromProtoRefuses(t *testing.T) {
 		{"occurred_at nanos out of range", base(func(pe *ledgerv1.Event) { pe.OccurredAt = &timestamppb.Timestamp{Seconds: 1, Nanos: 1e9} }), []string{"occurred_at"}},
 		{"occurred_at after year 9999", base(func(pe *ledgerv1.Event) { pe.OccurredAt = &timestamppb.Timestamp{Seconds: 253402300800} }), []string{"occurred_at"}},
 		{"reported_at before year 1", base(func(pe *ledgerv1.Event) { pe.ReportedAt = &timestamppb.Timestamp{Seconds: -62135596801} }), []string{"reported_at"}},
+		{"reported_at at time.Time's zero", base(func(pe *ledgerv1.Event) { pe.ReportedAt = &timestamppb.Timestamp{Seconds: -62135596800} }), []string{"reported_at"}},
 		{"corrected_occurred_at invalid", func() *ledgerv1.Event {
 			pe := protoEvents()["correction"]
 			pe.GetRecordCorrected().CorrectedOccurredAt = &timestamppb.Timestamp{Nanos: -1}
