@@ -31,6 +31,9 @@ var (
 	// ErrInconsistent: two checkpoints cannot both describe one append-only log. Every
 	// *InconsistencyError matches it.
 	ErrInconsistent = errors.New("checkpoints are inconsistent")
+	// ErrRollback: a log presented a checkpoint smaller than one already verified as
+	// its latest (it is consistent with it, but the log went back in time).
+	ErrRollback = errors.New("log rolled back")
 	// ErrBadKey: a signing or verifier key is not a valid note key.
 	ErrBadKey = errors.New("invalid note key")
 )

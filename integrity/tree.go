@@ -1,6 +1,7 @@
 package integrity
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -60,12 +61,14 @@ func (t *Tree) Hashes() [][]byte { return cloneHashes(t.r.Hashes()) }
 // Append adds a leaf hash as leaf number Size. Every node it completes (the leaf itself
 // and each perfect subtree it closes) is passed to visit, when visit is not nil; those
 // are exactly the nodes proofs are built from. It fails with an error matching
-// ledger.ErrInvalid when leafHash is not HashSize bytes.
+// ledger.ErrInvalid when leafHash is not HashSize bytes. The caller may reuse leafHash
+// after Append returns.
 func (t *Tree) Append(leafHash []byte, visit func(id NodeID, hash []byte)) error {
 	if len(leafHash) != HashSize {
 		return ledger.Invalid("leaf_hash", "%d bytes, want %d", len(leafHash), HashSize)
 	}
-	return t.r.Append(leafHash, visit)
+	// The range keeps the slice it is given; the caller may reuse leafHash.
+	return t.r.Append(bytes.Clone(leafHash), visit)
 }
 
 // Root returns the RFC 6962 root hash of the tree; EmptyRoot for the empty tree.

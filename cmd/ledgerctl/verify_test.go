@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/client"
+	"github.com/stanceledger/ledger/integrity"
+)
+
+var parties = []string{"dprk", "russia", "msmt", "unsc", "usa"}
+
+// exportRecord is record i of a synthetic log: a statement by one of five parties, at
+// position i+1, as replay -o jsonl writes it.
+func exportRecord(tb testing.TB, i int, revs map[string]uint64) (client.Recorded, []byte) {
+	tb.Helper()
+	party := parties[i%len(parties)]
+	e := &ledger.Event{
+		EventID:    fmt.Sprintf("ev-%07d", i),
+		Party:      party,
+		OccurredAt: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Minute),
+		Sources:    []ledger.Source{{URL: fmt.Sprintf("https://example.org/%d", i), Publisher: "Example", Language: "en"}},
+		Body: &ledger.StatementIssued{
+			StatementID: fmt.Sprintf("st-%d", i),
+			Speaker:     party + " foreign ministry",
+			Stances: []ledger.Stance{{
+				Topic: "msmt-legitimacy", Alignment: ledger.AlignmentOpposes, Act: ledger.ActReject,
+				Quote: fmt.Sprintf("statement number %d", i),
+			}},
+		},
+	}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+	enc, err := ledger.Encode(e, at, "importer")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stream := ledger.StreamOf(party)
+	r := client.Recorded{
+		Event: e, Stream: stream, Revision: revs[stream],
+		Position:   ledger.Position{Commit: uint64(i + 1), Prepare: uint64(i + 1)},
+		RecordedAt: at, RecordedBy: "importer",
+		Stored: client.Stored{Type: enc.Type, Data: enc.Data, Metadata: enc.Metadata},
+	}
+	revs[stream]++
+	line, err := marshalRecord(r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r, line
+}
+
+func leafOf(tb testing.TB, r client.Recorded) []byte {
+	tb.Helper()
+	h, err := integrity.Leaf{EventID: r.Event.EventID, Stream: r.Stream, Type: r.Stored.Type, Data: r.Stored.Data, Metadata: r.Stored.Metadata}.Hash()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+type testLog struct {
+	lines   [][]byte
+	recs    []client.Recorded
+	signer  *integrity.Signer
+	vkey    string
+	cp      *integrity.Checkpoint
+	hashes  [][]byte
+	keyFile string
+}
+
+func newTestLog(t *testing.T, n int) *testLog {
+	t.Helper()
+	skey, vkey, err := integrity.GenerateKey("stanceledger.example/verify-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := integrity.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &testLog{signer: signer, vkey: vkey}
+	tree, revs := integrity.NewTree(), map[string]uint64{}
+	for i := range n {
+		r, line := exportRecord(t, i, revs)
+		l.recs, l.lines = append(l.recs, r), append(l.lines, line)
+		h := leafOf(t, r)
+		l.hashes = append(l.hashes, h)
+		if err := tree.Append(h, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.cp, err = signer.Sign(tree.Size(), tree.Root()); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func join(lines [][]byte) []byte {
+	var b bytes.Buffer
+	for _, l := range lines {
+		b.Write(l)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// editLine rewrites one JSON line through a map.
+func editLine(t *testing.T, line []byte, edit func(m map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(line, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func clone(lines [][]byte) [][]byte {
+	out := make([][]byte, len(lines))
+	for i, l := range lines {
+		out[i] = bytes.Clone(l)
+	}
+	return out
+}
+
+// TestVerifyTamper is the issue's list of tampering, each caught with a message
+// naming the problem (and the first bad record when there is one).
+func TestVerifyTamper(t *testing.T) {
+	l := newTestLog(t, 40)
+	if n, err := verifyExport(bytes.NewReader(join(l.lines)), l.cp); err != nil || n != 40 {
+		t.Fatalf("untouched export: %d records, %v", n, err)
+	}
+
+	// A record rewritten consistently: new stored bytes (with their own content hash),
+	// readable fields to match. Only the Merkle root can tell.
+	rewritten := func() [][]byte {
+		lines := clone(l.lines)
+		r := l.recs[17]
+		e := *r.Event
+		e.Body = &ledger.StatementIssued{StatementID: "st-17", Speaker: "someone else"}
+		enc, err := ledger.Encode(&e, r.RecordedAt, r.RecordedBy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Event, r.Stored = &e, client.Stored{Type: enc.Type, Data: enc.Data, Metadata: enc.Metadata}
+		if lines[17], err = marshalRecord(r); err != nil {
+			t.Fatal(err)
+		}
+		return lines
+	}
+
+	tests := []struct {
+		name  string
+		lines func() [][]byte
+		cp    func() *integrity.Checkpoint
+		want  string
+	}{
+		{"one byte of stored data changed", func() [][]byte {
+			lines := clone(l.lines)
+			lines[12] = editLine(t, lines[12], func(m map[string]any) {
+				st := m["stored"].(map[string]any)
+				data := []byte(l.recs[12].Stored.Data)
+				data[bytes.Index(data, []byte("number"))] = 'N'
+				st["data"] = data
+			})
+			return lines
+		}, nil, `line 13 (event_id "ev-0000012"): stored bytes do not decode`},
+		{"one byte of a readable field changed", func() [][]byte {
+			lines := clone(l.lines)
+			lines[5] = bytes.Replace(lines[5], []byte("statement number 5"), []byte("statement number 6"), 1)
+			return lines
+		}, nil, `line 6 (event_id "ev-0000005"): the readable event differs from the stored bytes`},
+		{"recorded_at changed", func() [][]byte {
+			lines := clone(l.lines)
+			lines[8] = editLine(t, lines[8], func(m map[string]any) { m["recorded_at"] = "2027-01-01T00:00:00Z" })
+			return lines
+		}, nil, `line 9 (event_id "ev-0000008"): recorded_at "2027-01-01T00:00:00Z"`},
+		{"stream changed", func() [][]byte {
+			lines := clone(l.lines)
+			lines[3] = editLine(t, lines[3], func(m map[string]any) { m["stream"] = "party-usa" })
+			return lines
+		}, nil, `line 4 (event_id "ev-0000003"): stream "party-usa"`},
+		{"record rewritten with its own content hash", rewritten, nil,
+			"the root of the first 40 records differs from the checkpoint's"},
+		{"a record removed", func() [][]byte {
+			lines := clone(l.lines)
+			return append(lines[:20], lines[21:]...)
+		}, nil, `line 25 (event_id "ev-0000025"): party-dprk revision 5, expected 4: a record of this stream is missing`},
+		{"the last record removed", func() [][]byte { return clone(l.lines)[:39] }, nil,
+			"the export holds 39 records, the checkpoint covers 40: records are missing"},
+		{"two records swapped", func() [][]byte {
+			lines := clone(l.lines)
+			lines[30], lines[31] = lines[31], lines[30]
+			return lines
+		}, nil, `line 32 (event_id "ev-0000030"): position 31/31 does not follow 32/32: records are out of log order`},
+		{"a record appended that the checkpoint does not cover", func() [][]byte {
+			revs := map[string]uint64{}
+			var extra []byte
+			for i := range 41 {
+				_, extra = exportRecord(t, i, revs)
+			}
+			return append(clone(l.lines), extra)
+		}, nil, `line 41 (event_id "ev-0000040"): record not covered by the checkpoint, which covers 40 records`},
+		{"a fork: another root at the same size", func() [][]byte { return clone(l.lines) }, func() *integrity.Checkpoint {
+			cp, err := l.signer.Sign(40, l.hashes[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return cp
+		}, "the root of the first 40 records differs from the checkpoint's"},
+		{"not JSON", func() [][]byte {
+			lines := clone(l.lines)
+			lines[2] = lines[2][:len(lines[2])/2]
+			return lines
+		}, nil, "line 3: not a replay line"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cp := l.cp
+			if tc.cp != nil {
+				cp = tc.cp()
+			}
+			_, err := verifyExport(bytes.NewReader(join(tc.lines())), cp)
+			if err == nil {
+				t.Fatal("tampered export verified")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q\ndoes not say %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestVerifyCommand runs ledgerctl verify end to end on files, including a checkpoint
+// signed by another key.
+func TestVerifyCommand(t *testing.T) {
+	l := newTestLog(t, 12)
+	dir := t.TempDir()
+	export := filepath.Join(dir, "replay.jsonl")
+	cpFile := filepath.Join(dir, "cp.txt")
+	keyFile := filepath.Join(dir, "key.pub")
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(name, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(export, join(l.lines))
+	write(cpFile, l.cp.Note)
+	write(keyFile, []byte(l.vkey+"\n"))
+
+	other := newTestLog(t, 12) // same records, another key
+	otherCP := filepath.Join(dir, "other-cp.txt")
+	write(otherCP, other.cp.Note)
+
+	tests := []struct {
+		name string
+		args []string
+		want string // "" means success
+	}{
+		{"key file", []string{"--export", export, "--checkpoint", cpFile, "--key", keyFile}, ""},
+		{"key text", []string{"--export", export, "--checkpoint", cpFile, "--key", l.vkey}, ""},
+		{"checkpoint signed by another key", []string{"--export", export, "--checkpoint", otherCP, "--key", keyFile},
+			"checkpoint not signed by the trusted key"},
+		{"not a key", []string{"--export", export, "--checkpoint", cpFile, "--key", "nonsense"}, "invalid note key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			root := newRootCmd()
+			root.SetOut(&out)
+			root.SetErr(&errOut)
+			root.SetArgs(append([]string{"verify"}, tc.args...))
+			err := root.ExecuteContext(t.Context())
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("verify failed: %v", err)
+				}
+				if !strings.HasPrefix(out.String(), "OK: 12 records") {
+					t.Fatalf("output %q", out.String())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("verify = %v, want an error saying %q", err, tc.want)
+			}
+			if tc.name == "checkpoint signed by another key" && !errors.Is(err, integrity.ErrBadSignature) {
+				t.Fatalf("error %v does not match ErrBadSignature", err)
+			}
+		})
+	}
+}
