@@ -47,6 +47,11 @@ append one record, get a record by event_id, and replay the log.`,
 		newAppendCmd(),
 		newGetCmd(),
 		newReplayCmd(),
+		newCheckpointCmd(),
+		newProofCmd(),
+		newVerifierKeyCmd(),
+		newVerifyCmd(),
+		newAuditCmd(),
 	)
 	return root
 }
