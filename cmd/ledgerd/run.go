@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stanceledger/ledger/server"
+	"github.com/stanceledger/ledger/store"
+	"github.com/stanceledger/ledger/store/embedded"
+)
+
+// config is ledgerd's configuration after flags and environment.
+type config struct {
+	// Data is the data directory; the embedded log lives in Data/log.
+	Data string
+	// Listen is the gRPC listen address; port 0 picks a free port.
+	Listen string
+	// Store chooses the log backend: "embedded".
+	Store     string
+	LogLevel  slog.Level
+	LogFormat string
+}
+
+// drainTimeout bounds the graceful stop; calls still running after it are cut off.
+const drainTimeout = 10 * time.Second
+
+// run wires the store and the server, prints the bound address, the data directory and
+// "ready" on out, serves until ctx ends, then drains and closes. Logs go to logw.
+func run(ctx context.Context, cfg config, out, logw io.Writer) error {
+	log := newLogger(logw, cfg)
+	data, err := filepath.Abs(cfg.Data)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	st, err := openStore(cfg.Store, data, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+
+	srv, err := server.New(server.Config{Store: st, Logger: log})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+
+	fmt.Fprintf(out, "ledgerd: listening on %s\n", lis.Addr())
+	fmt.Fprintf(out, "ledgerd: data directory %s\n", data)
+	fmt.Fprintf(out, "ledgerd: ready\n")
+	log.Info("ledgerd ready", "addr", lis.Addr().String(), "data", data, "store", cfg.Store)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("ledgerd stopping: draining calls", "timeout", drainTimeout)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	defer cancel()
+	srv.Stop(stopCtx)
+	if err := <-served; err != nil {
+		return err
+	}
+	log.Info("ledgerd stopped")
+	return nil
+}
+
+// openStore opens the log backend named by spec. This is the one place that knows the
+// backends: the EventStoreDB backend ("esdb://…") is added here.
+func openStore(spec, data string, log *slog.Logger) (store.Store, error) {
+	switch {
+	case spec == "embedded":
+		st, err := embedded.Open(filepath.Join(data, "log"), &embedded.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open the embedded store: %w", err)
+		}
+		return st, nil
+	case strings.HasPrefix(spec, "esdb://"), strings.HasPrefix(spec, "esdb+discover://"):
+		return nil, errors.New("--store: the EventStoreDB backend is not built into this ledgerd yet")
+	}
+	return nil, fmt.Errorf("--store: unknown store %q (want embedded)", spec)
+}
