@@ -1,0 +1,90 @@
+package ledger_test
+
+import (
+	"reflect"
+	"testing"
+
+	ledger "github.com/stanceledger/ledger"
+)
+
+func TestContributions(t *testing.T) {
+	oppose := stance("msmt-report-2025-05")
+	tests := []struct {
+		name string
+		e    *ledger.Event
+		want []ledger.Contribution
+	}{
+		{
+			name: "a report's findings go to its publisher, not to the accused",
+			e:    report(),
+			want: []ledger.Contribution{{Party: "msmt", Stance: ledger.Stance{Topic: "dprk-troops-in-russia", Alignment: ledger.AlignmentSupports, Act: ledger.ActAccuse}}},
+		},
+		{
+			name: "a statement's stances go to its party, then to every co-signer",
+			e: statement("s1", func(s *ledger.StatementIssued) {
+				s.Stances = append(s.Stances, stance("msmt-legitimacy"))
+				s.CoSigners = []string{"russia"}
+			}),
+			want: []ledger.Contribution{
+				{Party: "dprk", Stance: oppose}, {Party: "dprk", Stance: stance("msmt-legitimacy")},
+				{Party: "russia", Stance: oppose}, {Party: "russia", Stance: stance("msmt-legitimacy")},
+			},
+		},
+		{
+			name: "a co-signer listed twice, or equal to the party, contributes once",
+			e:    statement("s1", func(s *ledger.StatementIssued) { s.CoSigners = []string{"dprk", "russia", "russia"} }),
+			want: []ledger.Contribution{{Party: "dprk", Stance: oppose}, {Party: "russia", Stance: oppose}},
+		},
+		{
+			name: "a veto's votes go to each voter on the mandate, act VOTE",
+			e:    veto(func(m *ledger.MandateVetoed) { m.Votes = append(m.Votes, ledger.MemberVote{Party: "usa", Vote: ledger.VoteNo}) }),
+			want: []ledger.Contribution{
+				{Party: "usa", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentSupports, Act: ledger.ActVote}},
+				{Party: "russia", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentOpposes, Act: ledger.ActVote}},
+				{Party: "china", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentAbstains, Act: ledger.ActVote}},
+				{Party: "japan", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentSupports, Act: ledger.ActVote}},
+			},
+		},
+		{
+			name: "a correction contributes nothing itself",
+			e:    correction("c1", "s1", func(c *ledger.RecordCorrected) { c.ReplacementStances = []ledger.Stance{oppose} }),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ledger.Contributions(tt.e)
+			if len(got) == 0 && len(tt.want) == 0 {
+				return
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Contributions =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestAttributeReplacement: a correction's replacement stances belong to the parties of
+// the corrected record, co-signers included.
+func TestAttributeReplacement(t *testing.T) {
+	corrected := statement("s1", func(s *ledger.StatementIssued) { s.CoSigners = []string{"russia"} })
+	replacement := []ledger.Stance{stance("msmt-legitimacy")}
+	want := []ledger.Contribution{{Party: "dprk", Stance: replacement[0]}, {Party: "russia", Stance: replacement[0]}}
+	if got := ledger.Attribute(corrected, replacement); !reflect.DeepEqual(got, want) {
+		t.Errorf("Attribute = %+v, want %+v", got, want)
+	}
+	if got := ledger.Attribute(corrected, nil); len(got) != 0 {
+		t.Errorf("Attribute of no stances = %+v", got)
+	}
+}
+
+// TestVoteAlignment pins the vote → alignment rule of DESIGN.md §1.
+func TestVoteAlignment(t *testing.T) {
+	for v, want := range map[ledger.Vote]ledger.Alignment{
+		ledger.VoteYes: ledger.AlignmentSupports, ledger.VoteNo: ledger.AlignmentOpposes,
+		ledger.VoteAbstain: ledger.AlignmentAbstains, ledger.VoteUnspecified: ledger.AlignmentUnspecified,
+	} {
+		if got := v.Alignment(); got != want {
+			t.Errorf("%v.Alignment() = %v, want %v", v, got, want)
+		}
+	}
+}
