@@ -37,7 +37,9 @@ func TestContributions(t *testing.T) {
 		},
 		{
 			name: "a veto's votes go to each voter on the mandate, act VOTE",
-			e:    veto(func(m *ledger.MandateVetoed) { m.Votes = append(m.Votes, ledger.MemberVote{Party: "usa", Vote: ledger.VoteNo}) }),
+			e: veto(func(m *ledger.MandateVetoed) {
+				m.Votes = append(m.Votes, ledger.MemberVote{Party: "usa", Vote: ledger.VoteNo})
+			}),
 			want: []ledger.Contribution{
 				{Party: "usa", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentSupports, Act: ledger.ActVote}},
 				{Party: "russia", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentOpposes, Act: ledger.ActVote}},
