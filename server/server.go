@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/projections/integrityview"
 	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
 	"github.com/stanceledger/ledger/store"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	// GRPCOptions are added after the server's own options (message size, interceptors),
 	// e.g. transport credentials or more chained interceptors.
 	GRPCOptions []grpc.ServerOption
+	// Integrity, when set, is served as the IntegrityService (checkpoints and proofs).
+	// The Server does not close it.
+	Integrity *integrityview.View
 }
 
 // Server is the ledger's gRPC server. Its methods are safe for concurrent use.
@@ -88,10 +92,16 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
 	ledgerv1.RegisterLedgerServiceServer(s.grpc, &ledgerService{s: s})
+	if cfg.Integrity != nil {
+		ledgerv1.RegisterIntegrityServiceServer(s.grpc, NewIntegrityService(cfg.Integrity, s.log))
+	}
 
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(LedgerServiceName, healthpb.HealthCheckResponse_SERVING)
+	if cfg.Integrity != nil {
+		s.health.SetServingStatus(IntegrityServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	return s, nil
