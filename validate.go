@@ -11,7 +11,8 @@ import (
 	"unicode/utf8"
 )
 
-// Limits bounds the size of appends. A zero field means its value in DefaultLimits.
+// Limits bounds the size of appends. A zero (or negative) field means its value in
+// DefaultLimits.
 type Limits struct {
 	// MaxEventBytes bounds one event: len(Data)+len(Metadata) of its Encode output
 	// (without recorded_at and recorded_by, which the server adds).
@@ -134,7 +135,7 @@ func ValidateAppend(ctx context.Context, party string, events []*Event, now time
 			v.add(p, "required")
 			continue
 		}
-		before := len(v.list)
+		before := v.found
 		v.event(p, e, now)
 		if e.Party != party && IsSlug(party) && IsSlug(e.Party) {
 			v.add(p+".party", "must equal the request's party %q", party)
@@ -149,7 +150,7 @@ func ValidateAppend(ctx context.Context, party string, events []*Event, now time
 				return err
 			}
 		}
-		if len(v.list) == before {
+		if v.found == before {
 			// Only a valid event is sure to encode; an invalid one is refused anyway.
 			n, err := encodedSize(e)
 			if err != nil {
@@ -216,9 +217,12 @@ func (v *violations) correctionTarget(ctx context.Context, p string, i int, e *E
 type violations struct {
 	list []FieldViolation
 	cut  bool
+	// found counts every violation, listed or not.
+	found int
 }
 
 func (v *violations) add(field, format string, args ...any) {
+	v.found++
 	if len(v.list) >= MaxViolations {
 		v.cut = true
 		return
