@@ -10,9 +10,14 @@
 //
 //	ledgerd: listening on 127.0.0.1:7070
 //	ledgerd: data directory /abs/path/data
+//	ledgerd: verifier key stanceledger.example/…+…+…
 //	ledgerd: ready
 //
 // The address is the one actually bound, so "--listen 127.0.0.1:0" prints the chosen port.
+// The verifier key is the one checkpoints are signed with: give it to auditors
+// ("ledgerctl verify --key", "ledgerctl audit --key"). The signing key is generated in
+// <data>/keys/ on first start unless --signing-key names a file; --checkpoint-every and
+// --checkpoint-interval say how often a signed checkpoint is published (also on stop).
 package main
 
 import (
@@ -61,6 +66,10 @@ func parseFlags(args []string, getenv func(string) string, usage io.Writer) (con
 	fs.StringVar(&cfg.Store, "store", env("LEDGER_STORE", "embedded"), "log store: embedded (env LEDGER_STORE)")
 	level := fs.String("log-level", env("LEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env LEDGER_LOG_LEVEL)")
 	format := fs.String("log-format", env("LEDGER_LOG_FORMAT", "text"), "log format: text or json (env LEDGER_LOG_FORMAT)")
+	fs.StringVar(&cfg.Integrity.SigningKey, "signing-key", env("LEDGER_SIGNING_KEY", ""), "file holding the checkpoint signing key; default: generated in <data>/keys/ on first start (env LEDGER_SIGNING_KEY)")
+	fs.StringVar(&cfg.Integrity.Origin, "origin", env("LEDGER_ORIGIN", ""), "the log's origin in checkpoints, e.g. stanceledger.example/prod; default: the signing key's name (env LEDGER_ORIGIN)")
+	fs.Uint64Var(&cfg.Integrity.Every, "checkpoint-every", 0, "publish a signed checkpoint at least every N records (0: 1000)")
+	fs.DurationVar(&cfg.Integrity.Interval, "checkpoint-interval", 0, "publish a signed checkpoint at least this often while records arrive (0: 10s)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

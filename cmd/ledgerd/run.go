@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stanceledger/ledger/projections"
+	"github.com/stanceledger/ledger/projections/integrityview"
 	"github.com/stanceledger/ledger/server"
 	"github.com/stanceledger/ledger/store"
 	"github.com/stanceledger/ledger/store/embedded"
@@ -27,6 +29,8 @@ type config struct {
 	Store     string
 	LogLevel  slog.Level
 	LogFormat string
+	// Integrity configures the integrity projection and its checkpoints.
+	Integrity integrityConfig
 }
 
 // drainTimeout bounds the graceful stop; calls still running after it are cut off.
@@ -53,7 +57,40 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 		}
 	}()
 
-	srv, err := server.New(server.Config{Store: st, Logger: log})
+	signer, err := loadSigner(data, cfg.Integrity, log)
+	if err != nil {
+		return err
+	}
+	iview, err := integrityview.Open(filepath.Join(data, "views", integrityview.Name), signer, log,
+		&integrityview.Options{Every: cfg.Integrity.Every, Interval: cfg.Integrity.Interval})
+	if err != nil {
+		return err
+	}
+	// Runs after the runner has stopped (below): publishes the last checkpoint.
+	defer func() {
+		if err := iview.Close(); err != nil {
+			log.Error("closing the integrity view", "err", err)
+		}
+	}()
+	runner, err := projections.NewRunner(st, log, nil, iview)
+	if err != nil {
+		return err
+	}
+	viewsCtx, stopViews := context.WithCancel(context.WithoutCancel(ctx))
+	viewsDone := make(chan struct{})
+	go func() {
+		defer close(viewsDone)
+		done := make(chan struct{})
+		go func() { iview.Run(viewsCtx); close(done) }()
+		runner.Run(viewsCtx)
+		<-done
+	}()
+	defer func() {
+		stopViews()
+		<-viewsDone
+	}()
+
+	srv, err := server.New(server.Config{Store: st, Logger: log, Integrity: iview})
 	if err != nil {
 		return err
 	}
@@ -66,6 +103,7 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 
 	fmt.Fprintf(out, "ledgerd: listening on %s\n", lis.Addr())
 	fmt.Fprintf(out, "ledgerd: data directory %s\n", data)
+	fmt.Fprintf(out, "ledgerd: verifier key %s\n", signer.VerifierKey())
 	fmt.Fprintf(out, "ledgerd: ready\n")
 	log.Info("ledgerd ready", "addr", lis.Addr().String(), "data", data, "store", cfg.Store)
 
