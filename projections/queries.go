@@ -17,19 +17,22 @@ type view struct {
 	snap    *pebble.Snapshot
 	applied ledger.Position
 	vit     *pebble.Iterator // over every version; opened by the first as-of read
+	unlock  func()
 }
 
-// open takes a snapshot and resolves q's log position against it.
+// open takes a snapshot and resolves q's log position against it. The view holds
+// p.mu for reading until close, so a rebuild's switch-over waits for it.
 func (p *Positions) open(q Query) (*view, ledger.Position, error) {
 	p.mu.RLock()
-	defer p.mu.RUnlock()
 	if p.db == nil {
+		p.mu.RUnlock()
 		return nil, ledger.Position{}, ledger.ErrClosed
 	}
 	snap := p.db.NewSnapshot()
 	applied, err := readApplied(snap)
 	if err != nil {
 		snap.Close()
+		p.mu.RUnlock()
 		return nil, ledger.Position{}, err
 	}
 	at := q.AsOfPosition
@@ -38,9 +41,10 @@ func (p *Positions) open(q Query) (*view, ledger.Position, error) {
 	}
 	if applied.Less(at) {
 		snap.Close()
+		p.mu.RUnlock()
 		return nil, ledger.Position{}, &LagError{View: PositionsName, Want: at, Applied: applied, Cause: ledger.ErrUnavailable}
 	}
-	return &view{snap: snap, applied: applied}, at, nil
+	return &view{snap: snap, applied: applied, unlock: p.mu.RUnlock}, at, nil
 }
 
 func (v *view) close() {
@@ -48,6 +52,7 @@ func (v *view) close() {
 		v.vit.Close()
 	}
 	v.snap.Close()
+	v.unlock()
 }
 
 // Get returns the stance of (party, topic) at q: the contribution with the latest

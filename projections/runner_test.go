@@ -1,0 +1,351 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/store"
+	"github.com/stanceledger/ledger/store/embedded"
+)
+
+func openTestStore(t testing.TB) *embedded.Store {
+	t.Helper()
+	st, err := embedded.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// appendLog appends events one append each, so positions are 1..n in order.
+func appendLog(t testing.TB, st store.Appender, events []*ledger.Event) ledger.Position {
+	t.Helper()
+	var last ledger.Position
+	for _, r := range records(t, events) {
+		res, err := st.Append(context.Background(), r.Stream, ledger.AnyRevision, []store.Proposed{{
+			EventID: r.EventID, Type: r.Type, Data: r.Data, Metadata: r.Metadata, ContentHash: r.ContentHash,
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = res.Position
+	}
+	return last
+}
+
+// startRunner runs a runner over ps until the test ends or stop is called.
+func startRunner(t testing.TB, src store.Subscriber, opts *RunnerOptions, ps ...Projection) (*Runner, func()) {
+	t.Helper()
+	r, err := NewRunner(src, nil, opts, ps...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	stop := sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(stop)
+	return r, stop
+}
+
+func waitCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// table returns the current list and snapshot digest of p.
+func table(t testing.TB, p *Positions) ([]PartyPosition, string) {
+	t.Helper()
+	snap, err := p.Snapshot(t.Context(), Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _, _, err := p.List(t.Context(), ListFilter{}, Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list, snap.Digest
+}
+
+// A runner that dies without a clean shutdown (its unsynced writes lost at a random
+// point) and restarts ends with the same table and digest as a clean build, and
+// never applies a record twice or skips one (Apply refuses positions at or before
+// its checkpoint, and the table would differ).
+func TestRunnerCrashAndRestartEqualsCleanBuild(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	st := openTestStore(t)
+	events := randomLog(rng, 600)
+	last := appendLog(t, st, events[:400])
+
+	clean := openTestPositions(t)
+	_, stopClean := startRunner(t, st, nil, clean)
+
+	fs := vfs.NewCrashableMem()
+	live, err := openPositions(fs, "/data/views/positions", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := startRunner(t, st, &RunnerOptions{BatchSize: 7}, live)
+
+	// Crash at a few points while records keep arriving: as kill -9 does (the
+	// operating system keeps every write) and as power loss does (unsynced
+	// writes partly lost).
+	var crashed []*vfs.MemFS
+	go func() { appendLog(t, st, events[400:]) }()
+	for i, keep := range []int{100, 100, 100, 50, 0} {
+		threshold := uint64(100 * (i + 1))
+		if err := live.WaitFor(waitCtx(t), ledger.Position{Commit: threshold, Prepare: threshold}); err != nil {
+			t.Fatal(err)
+		}
+		crashed = append(crashed, fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: keep, RNG: rand.New(rand.NewPCG(rng.Uint64(), 0))}))
+	}
+	last = ledger.Position{Commit: 600, Prepare: 600}
+	if err := clean.WaitFor(waitCtx(t), last); err != nil {
+		t.Fatal(err)
+	}
+	stopClean()
+	wantList, wantDigest := table(t, clean)
+	stop()
+	live.Close()
+
+	for i, cfs := range crashed {
+		p, err := openPositions(cfs, "/data/views/positions", nil)
+		if err != nil {
+			t.Fatalf("crash %d: reopen: %v", i, err)
+		}
+		before := p.Applied()
+		t.Logf("crash %d: the view recovered at %s", i, before)
+		_, stop := startRunner(t, st, nil, p)
+		if err := p.WaitFor(waitCtx(t), last); err != nil {
+			t.Fatalf("crash %d (resumed from %s): %v", i, before, err)
+		}
+		stop()
+		gotList, gotDigest := table(t, p)
+		if !slices.Equal(gotList, wantList) || gotDigest != wantDigest {
+			t.Fatalf("crash %d (resumed from %s): table differs from a clean build", i, before)
+		}
+		p.Close()
+	}
+}
+
+func TestRunnerRebuildSwitchesOverWhileServing(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	st := openTestStore(t)
+	events := randomLog(rng, 300)
+	appendLog(t, st, events[:200])
+	dir := t.TempDir() + "/views/positions"
+	p, err := OpenPositions(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	var mu sync.Mutex
+	var health []bool
+	r, _ := startRunner(t, st, &RunnerOptions{OnHealth: func(name string, serving bool) {
+		mu.Lock()
+		health = append(health, serving)
+		mu.Unlock()
+	}}, p)
+	if err := p.WaitFor(waitCtx(t), ledger.Position{Commit: 200, Prepare: 200}); err != nil {
+		t.Fatal(err)
+	}
+	wantBefore, _ := table(t, p)
+
+	// Appends and queries go on during the rebuild.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		appendLog(t, st, events[200:])
+	}()
+	stopQueries := make(chan struct{})
+	queryErr := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stopQueries:
+				queryErr <- nil
+				return
+			default:
+			}
+			if _, _, _, err := p.List(t.Context(), ListFilter{}, Query{}); err != nil {
+				queryErr <- err
+				return
+			}
+		}
+	}()
+	applied, err := r.Rebuild(waitCtx(t), PositionsName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if applied.Commit < 200 {
+		t.Fatalf("rebuilt view applied %s, want at least 200", applied)
+	}
+	<-done
+	close(stopQueries)
+	if err := <-queryErr; err != nil {
+		t.Fatalf("query during rebuild: %v", err)
+	}
+	if err := p.WaitFor(waitCtx(t), ledger.Position{Commit: 300, Prepare: 300}); err != nil {
+		t.Fatal(err)
+	}
+	got, digest := table(t, p)
+	clean := openTestPositions(t)
+	recs := records(t, events)
+	if err := clean.Apply(recs); err != nil {
+		t.Fatal(err)
+	}
+	want, wantDigest := table(t, clean)
+	if !slices.Equal(got, want) || digest != wantDigest {
+		t.Fatal("table after rebuild differs from a clean build")
+	}
+	if len(wantBefore) == 0 {
+		t.Fatal("empty table before rebuild")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.Contains(health, false) {
+		t.Fatalf("health went NOT_SERVING during a good rebuild: %v", health)
+	}
+	if h := r.Health(); len(h) != 1 || !h[0].Serving || h[0].Rebuilding || h[0].Applied.Commit != 300 {
+		t.Fatalf("Health() = %+v", h)
+	}
+}
+
+// failing applies records until it meets the poisoned position, then fails.
+type failing struct {
+	progress *Progress
+	poison   uint64
+	mu       sync.Mutex
+	applied  []uint64
+}
+
+func (f *failing) Name() string        { return "failing" }
+func (f *failing) Progress() *Progress { return f.progress }
+func (f *failing) Apply(recs []store.Record) error {
+	for _, r := range recs {
+		if r.Position.Commit == f.poison {
+			return errors.New("poisoned record")
+		}
+	}
+	f.mu.Lock()
+	for _, r := range recs {
+		f.applied = append(f.applied, r.Position.Commit)
+	}
+	f.mu.Unlock()
+	f.progress.Advance(recs[len(recs)-1].Position)
+	return nil
+}
+
+func TestRunnerStopsLoudlyAndNeverSkips(t *testing.T) {
+	st := openTestStore(t)
+	appendLog(t, st, randomLog(rand.New(rand.NewPCG(5, 6)), 50))
+	f := &failing{progress: NewProgress("failing", ledger.Position{}), poison: 30}
+	healthy := openTestPositions(t)
+	unhealthy := make(chan string, 10)
+	r, _ := startRunner(t, st, &RunnerOptions{BatchSize: 4, OnHealth: func(name string, serving bool) {
+		if !serving {
+			unhealthy <- name
+		}
+	}}, f, healthy)
+
+	select {
+	case name := <-unhealthy:
+		if name != "failing" {
+			t.Fatalf("unhealthy %q", name)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no health report")
+	}
+	// The other projection goes on.
+	if err := healthy.WaitFor(waitCtx(t), ledger.Position{Commit: 50, Prepare: 50}); err != nil {
+		t.Fatal(err)
+	}
+	// Readers waiting for the stopped projection fail at once, saying how far it is.
+	err := f.progress.WaitFor(waitCtx(t), ledger.Position{Commit: 50, Prepare: 50})
+	var lag *LagError
+	if !errors.As(err, &lag) || !errors.Is(err, ledger.ErrUnavailable) || lag.Applied.Commit >= 30 {
+		t.Fatalf("WaitFor on a stopped projection = %v", err)
+	}
+	f.mu.Lock()
+	for i, c := range f.applied {
+		if c != uint64(i+1) {
+			t.Fatalf("applied %v: a record was skipped or repeated", f.applied)
+		}
+	}
+	f.mu.Unlock()
+	var h Health
+	for _, x := range r.Health() {
+		if x.Name == "failing" {
+			h = x
+		}
+	}
+	if h.Serving || h.Failures != 1 || h.Err == nil {
+		t.Fatalf("Health = %+v", h)
+	}
+	if _, err := r.Rebuild(t.Context(), "failing"); !errors.Is(err, ErrNotRebuildable) {
+		t.Fatalf("Rebuild(failing) = %v", err)
+	}
+	if _, err := r.Rebuild(t.Context(), "nope"); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("Rebuild(nope) = %v", err)
+	}
+}
+
+func TestWaitForSaysHowFar(t *testing.T) {
+	p := NewProgress("positions", ledger.Position{Commit: 3, Prepare: 3})
+	if err := p.WaitFor(t.Context(), ledger.Position{Commit: 2, Prepare: 2}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	err := p.WaitFor(ctx, ledger.Position{Commit: 9, Prepare: 9})
+	var lag *LagError
+	if !errors.As(err, &lag) || !errors.Is(err, context.DeadlineExceeded) || lag.Applied.Commit != 3 || lag.Want.Commit != 9 {
+		t.Fatalf("WaitFor = %v", err)
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		p.Advance(ledger.Position{Commit: 9, Prepare: 9})
+	}()
+	if err := p.WaitFor(waitCtx(t), ledger.Position{Commit: 9, Prepare: 9}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSchemaChangeRebuildsFromScratch(t *testing.T) {
+	fs := vfs.NewMem()
+	p, err := openPositions(fs, "/v/positions", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(records(t, randomLog(rand.New(rand.NewPCG(8, 9)), 20))); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.db.Set(keySchema, []byte("0"), nil); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	p, err = openPositions(fs, "/v/positions", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if !p.Applied().IsZero() {
+		t.Fatalf("applied %s after a schema change, want 0 (rebuild)", p.Applied())
+	}
+	if list, _, _, _ := p.List(t.Context(), ListFilter{}, Query{}); len(list) != 0 {
+		t.Fatalf("stale rows after a schema change: %v", list)
+	}
+}
