@@ -1,0 +1,16 @@
+package embedded
+
+import "github.com/cockroachdb/pebble/v2"
+
+// SetLayoutVersionForTest overwrites the layout version of the closed store in dir.
+func SetLayoutVersionForTest(dir string, v byte) error {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{discard()}})
+	if err != nil {
+		return err
+	}
+	if err := db.Set(layoutKey, []byte{v}, pebble.Sync); err != nil {
+		db.Close()
+		return err
+	}
+	return db.Close()
+}

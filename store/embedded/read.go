@@ -1,0 +1,340 @@
+package embedded
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/store"
+)
+
+// Reads hold Pebble (and the close lock) for one chunk at a time: at most chunkRecords
+// records returned and chunkScan log entries examined.
+const (
+	chunkRecords = 256
+	chunkScan    = 4096
+)
+
+// GetEvent implements store.EventGetter.
+func (s *Store) GetEvent(ctx context.Context, eventID string) (store.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Record{}, err
+	}
+	var rec store.Record
+	err := s.view(func(db *pebble.DB) error {
+		v, closer, err := db.Get(eventKey(eventID))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return fmt.Errorf("event %q: %w", eventID, ledger.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("embedded: read event index: %w", err)
+		}
+		pos, err := decodePos(v)
+		closer.Close()
+		if err != nil {
+			return err
+		}
+		rec, err = getRecord(db, pos)
+		return err
+	})
+	return rec, err
+}
+
+// ReadStream implements store.StreamReader.
+func (s *Store) ReadStream(ctx context.Context, stream string, opts store.ReadStreamOptions) iter.Seq2[store.Record, error] {
+	return func(yield func(store.Record, error) bool) {
+		c := streamCursor{stream: stream, opts: opts, first: true}
+		remaining := opts.Max
+		var buf []store.Record
+		for !c.done {
+			if err := ctx.Err(); err != nil {
+				yield(store.Record{}, err)
+				return
+			}
+			n := uint64(chunkRecords)
+			if opts.Max > 0 && remaining < n {
+				n = remaining
+			}
+			var err error
+			buf, err = s.readStreamChunk(buf[:0], &c, int(n))
+			if err != nil {
+				yield(store.Record{}, err)
+				return
+			}
+			for _, r := range buf {
+				if !yield(r, nil) {
+					return
+				}
+			}
+			if opts.Max > 0 {
+				remaining -= uint64(len(buf))
+				if remaining == 0 {
+					return
+				}
+			}
+		}
+	}
+}
+
+// streamCursor is where a ReadStream continues.
+type streamCursor struct {
+	stream string
+	opts   store.ReadStreamOptions
+	first  bool   // no chunk read yet: check the stream exists, honour FromEnd
+	next   uint64 // the next revision to read (after the first chunk)
+	done   bool
+}
+
+// readStreamChunk appends up to n records of c's stream to dst and advances c.
+func (s *Store) readStreamChunk(dst []store.Record, c *streamCursor, n int) ([]store.Record, error) {
+	err := s.view(func(db *pebble.DB) error {
+		p := streamPrefix(c.stream)
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return fmt.Errorf("embedded: read stream: %w", err)
+		}
+		defer it.Close()
+		var valid bool
+		switch {
+		case c.first && !it.First():
+			if err := it.Error(); err != nil {
+				return fmt.Errorf("embedded: read stream: %w", err)
+			}
+			return fmt.Errorf("stream %q: %w", c.stream, ledger.ErrNotFound)
+		case c.first && c.opts.FromEnd:
+			valid = it.Last()
+		case c.first && c.opts.Backwards && c.opts.From == math.MaxUint64:
+			valid = it.Last()
+		case c.first && c.opts.Backwards:
+			valid = it.SeekLT(streamKey(c.stream, c.opts.From+1))
+		case c.first:
+			valid = it.SeekGE(streamKey(c.stream, c.opts.From))
+		case c.opts.Backwards:
+			valid = it.SeekLT(streamKey(c.stream, c.next+1))
+		default:
+			valid = it.SeekGE(streamKey(c.stream, c.next))
+		}
+		c.first = false
+		var positions [chunkRecords]uint64
+		var revs [chunkRecords]uint64
+		k := 0
+		for ; valid && k < n; k++ {
+			key := it.Key()
+			if len(key) != len(p)+8 {
+				return fmt.Errorf("embedded: malformed stream key %x", key)
+			}
+			revs[k] = binary.BigEndian.Uint64(key[len(p):])
+			pos, err := decodePos(it.Value())
+			if err != nil {
+				return err
+			}
+			positions[k] = pos
+			if c.opts.Backwards {
+				valid = it.Prev()
+			} else {
+				valid = it.Next()
+			}
+		}
+		if err := it.Error(); err != nil {
+			return fmt.Errorf("embedded: read stream: %w", err)
+		}
+		switch {
+		case k == 0 || !valid:
+			c.done = true
+		case c.opts.Backwards:
+			c.next = revs[k-1] - 1
+		default:
+			c.next = revs[k-1] + 1
+		}
+		for _, pos := range positions[:k] {
+			rec, err := getRecord(db, pos)
+			if err != nil {
+				return err
+			}
+			dst = append(dst, rec)
+		}
+		return nil
+	})
+	return dst, err
+}
+
+// firstPosition returns the first dense position at or after from.
+func firstPosition(from ledger.Position) uint64 {
+	p := from.Commit
+	if from.Prepare > from.Commit {
+		// (p, p) < from: the record at p is before from.
+		p++
+	}
+	return max(p, 1)
+}
+
+// ReadAll implements store.LogReader. It reads up to the last position committed when
+// it reaches the end.
+func (s *Store) ReadAll(ctx context.Context, from ledger.Position, filter store.Filter) iter.Seq2[store.Record, error] {
+	return func(yield func(store.Record, error) bool) {
+		pos := firstPosition(from)
+		var buf []store.Record
+		for {
+			if err := ctx.Err(); err != nil {
+				yield(store.Record{}, err)
+				return
+			}
+			end := s.last.Load()
+			if pos > end {
+				if s.isClosed() {
+					yield(store.Record{}, errClosed)
+				}
+				return
+			}
+			var err error
+			buf, pos, err = s.readLog(buf[:0], pos, end, &filter)
+			if err != nil {
+				yield(store.Record{}, err)
+				return
+			}
+			for _, r := range buf {
+				if !yield(r, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Subscribe implements store.Subscriber. A live subscriber waits for commits and reads
+// the new records from Pebble, so it holds no queue and is never ended for being slow.
+// Close ends it with an error matching ledger.ErrClosed.
+func (s *Store) Subscribe(ctx context.Context, from ledger.Position, filter store.Filter) iter.Seq2[store.Message, error] {
+	return func(yield func(store.Message, error) bool) {
+		pos := firstPosition(from)
+		caughtUp := s.last.Load()
+		var buf []store.Record
+		// Catch-up: everything committed when the subscription started.
+		for pos <= caughtUp {
+			if err := ctx.Err(); err != nil {
+				yield(store.Message{}, err)
+				return
+			}
+			var err error
+			buf, pos, err = s.readLog(buf[:0], pos, caughtUp, &filter)
+			if err != nil {
+				yield(store.Message{}, err)
+				return
+			}
+			for _, r := range buf {
+				if !yield(store.Message{Record: r}, nil) {
+					return
+				}
+			}
+		}
+		if s.isClosed() {
+			yield(store.Message{}, errClosed)
+			return
+		}
+		if !yield(store.Message{CaughtUp: true}, nil) {
+			return
+		}
+		// Live. The channel is taken before last is read, so a commit after the read
+		// closes it and nothing is missed.
+		for {
+			changed := s.changedChan()
+			end := s.last.Load()
+			if pos > end {
+				select {
+				case <-changed:
+					continue
+				case <-ctx.Done():
+					yield(store.Message{}, ctx.Err())
+					return
+				case <-s.quit:
+					yield(store.Message{}, errClosed)
+					return
+				}
+			}
+			if err := ctx.Err(); err != nil {
+				yield(store.Message{}, err)
+				return
+			}
+			var err error
+			buf, pos, err = s.readLog(buf[:0], pos, end, &filter)
+			if err != nil {
+				yield(store.Message{}, err)
+				return
+			}
+			for _, r := range buf {
+				if !yield(store.Message{Record: r}, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+var partyPrefix = []byte(ledger.StreamPrefix)
+
+// readLog appends to dst the ledger records in positions [from, to] that pass f, at
+// most chunkRecords of them after examining at most chunkScan entries, and returns the
+// position to continue from.
+func (s *Store) readLog(dst []store.Record, from, to uint64, f *store.Filter) ([]store.Record, uint64, error) {
+	next := from
+	err := s.view(func(db *pebble.DB) error {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: logKey(from), UpperBound: logKey(to + 1)})
+		if err != nil {
+			return fmt.Errorf("embedded: read log: %w", err)
+		}
+		defer it.Close()
+		scanned := 0
+		for valid := it.First(); valid && scanned < chunkScan && len(dst) < chunkRecords; valid = it.Next() {
+			scanned++
+			pos, err := logKeyPos(it.Key())
+			if err != nil {
+				return err
+			}
+			v, err := it.ValueAndErr()
+			if err != nil {
+				return fmt.Errorf("embedded: read log at %d: %w", pos, err)
+			}
+			rv, err := decodeRecordView(v)
+			if err != nil {
+				return fmt.Errorf("at position %d: %w", pos, err)
+			}
+			next = pos + 1
+			if len(rv.stream) > len(partyPrefix) && bytes.HasPrefix(rv.stream, partyPrefix) && rv.match(f) {
+				dst = append(dst, rv.record(pos))
+			}
+		}
+		if err := it.Error(); err != nil {
+			return fmt.Errorf("embedded: read log: %w", err)
+		}
+		if scanned == 0 {
+			// A committed position is missing from the log: never skip it silently.
+			return fmt.Errorf("embedded: read log: no record in positions %d..%d", from, to)
+		}
+		return nil
+	})
+	return dst, next, err
+}
+
+// match is store.Filter.Match on the encoded record, without copying it.
+func (rv *recordView) match(f *store.Filter) bool {
+	return matchBytes(f.Streams, rv.stream) && matchBytes(f.Types, rv.typ)
+}
+
+func matchBytes(list []string, b []byte) bool {
+	if len(list) == 0 {
+		return true
+	}
+	for _, s := range list {
+		if s == string(b) {
+			return true
+		}
+	}
+	return false
+}
