@@ -76,11 +76,12 @@ func (a *Auditor) Latest(ctx context.Context) (*integrity.Checkpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A server that went back cannot prove consistency with what it no longer has.
+	if last := a.Last(); last != nil && last.Size > cp.Size {
+		return nil, fmt.Errorf("%w: the latest checkpoint (%s) is older than one verified before (%s)", integrity.ErrRollback, cp, last)
+	}
 	if err := a.accept(ctx, cp); err != nil {
 		return nil, err
-	}
-	if last := a.Last(); last.Size > cp.Size {
-		return nil, fmt.Errorf("%w: latest checkpoint has %d records, one of %d was verified before", integrity.ErrRollback, cp.Size, last.Size)
 	}
 	return cp, nil
 }
