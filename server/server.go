@@ -44,6 +44,10 @@ type Config struct {
 	// Integrity, when set, is served as the IntegrityService (checkpoints and proofs).
 	// The Server does not close it.
 	Integrity *integrityview.View
+	// Positions, when set, is served as the PositionService (positions.go).
+	Positions PositionsView
+	// Rebuilder, when set, is served as the AdminService (rebuild a projection).
+	Rebuilder Rebuilder
 }
 
 // Server is the ledger's gRPC server. Its methods are safe for concurrent use.
@@ -95,12 +99,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Integrity != nil {
 		ledgerv1.RegisterIntegrityServiceServer(s.grpc, NewIntegrityService(cfg.Integrity, s.log))
 	}
+	if cfg.Positions != nil {
+		ledgerv1.RegisterPositionServiceServer(s.grpc, NewPositionService(cfg.Positions, s.log, s.stopping))
+	}
+	if cfg.Rebuilder != nil {
+		ledgerv1.RegisterAdminServiceServer(s.grpc, NewAdminService(cfg.Rebuilder))
+	}
 
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(LedgerServiceName, healthpb.HealthCheckResponse_SERVING)
 	if cfg.Integrity != nil {
 		s.health.SetServingStatus(IntegrityServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+	if cfg.Positions != nil {
+		s.health.SetServingStatus(PositionServiceName, healthpb.HealthCheckResponse_SERVING)
 	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
