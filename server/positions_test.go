@@ -210,7 +210,6 @@ func TestMinPositionPastDeadline(t *testing.T) {
 	}
 }
 
-
 // Concurrent clients each append and at once read with min_position: every one sees
 // its own write, never an older state.
 func TestReadYourWritesUnderConcurrency(t *testing.T) {
