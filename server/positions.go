@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledger "github.com/stanceledger/ledger"
@@ -344,4 +345,22 @@ func (a *adminService) RebuildProjection(ctx context.Context, req *ledgerv1.Rebu
 		return nil, fmt.Errorf("rebuild %s: %w", req.GetName(), err)
 	}
 	return &ledgerv1.RebuildProjectionResponse{Applied: wire.PositionToProto(applied)}, nil
+}
+
+// ProjectionHealthName is the gRPC health service name that reports projection name,
+// e.g. "stanceledger.v1.projections.positions".
+func ProjectionHealthName(name string) string { return "stanceledger.v1.projections." + name }
+
+// ReportProjection sets the gRPC health of projection name (ProjectionHealthName) to
+// SERVING or NOT_SERVING; the positions projection's health is also the
+// PositionService's. A projections.Runner calls it through RunnerOptions.OnHealth.
+func (s *Server) ReportProjection(name string, serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus(ProjectionHealthName(name), st)
+	if name == projections.PositionsName {
+		s.health.SetServingStatus(PositionServiceName, st)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/stanceledger/ledger/projections"
@@ -72,7 +73,24 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 			log.Error("closing the integrity view", "err", err)
 		}
 	}()
-	runner, err := projections.NewRunner(st, log, nil, iview)
+	positions, err := projections.OpenPositions(filepath.Join(data, "views", projections.PositionsName), log)
+	if err != nil {
+		return err
+	}
+	// Runs after the runner has stopped (below).
+	defer func() {
+		if err := positions.Close(); err != nil {
+			log.Error("closing the positions view", "err", err)
+		}
+	}()
+	// The runner reports projection health to the server once the server exists.
+	var srvHealth atomic.Pointer[server.Server]
+	onHealth := func(name string, serving bool) {
+		if s := srvHealth.Load(); s != nil {
+			s.ReportProjection(name, serving)
+		}
+	}
+	runner, err := projections.NewRunner(st, log, &projections.RunnerOptions{OnHealth: onHealth}, iview, positions)
 	if err != nil {
 		return err
 	}
@@ -90,9 +108,13 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 		<-viewsDone
 	}()
 
-	srv, err := server.New(server.Config{Store: st, Logger: log, Integrity: iview})
+	srv, err := server.New(server.Config{Store: st, Logger: log, Integrity: iview, Positions: positions, Rebuilder: runner})
 	if err != nil {
 		return err
+	}
+	srvHealth.Store(srv)
+	for _, h := range runner.Health() {
+		srv.ReportProjection(h.Name, h.Serving)
 	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
