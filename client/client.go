@@ -24,6 +24,9 @@ import (
 	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
 )
 
+// maxRecvMsgSize bounds one response. See Dial.
+const maxRecvMsgSize = 64 << 20
+
 // Client is a connection to one ledger server. It is safe for concurrent use.
 type Client struct {
 	conn   *grpc.ClientConn
@@ -82,7 +85,10 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dial := o.dial
+	// An append's response carries each event twice (as sent and as stored bytes), so
+	// it is about twice the request, which may be near the server's limit (4 MiB of
+	// events by default): gRPC's default 4 MiB receive limit is too small.
+	dial := append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize))}, o.dial...)
 	if !o.creds {
 		dial = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dial...)
 	}

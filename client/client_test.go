@@ -1,5 +1,3 @@
-//go:build wip
-
 package client_test
 
 import (
@@ -374,6 +372,7 @@ func TestSubscribeCatchesUpThenFollows(t *testing.T) {
 
 	// Ending the context ends the subscription with the context's error.
 	ctx2, cancel2 := context.WithCancel(t.Context())
+	defer cancel2()
 	var last error
 	for m, err := range c.Subscribe(ctx2, ledger.Position{}, client.Filter{}) {
 		if err != nil {

@@ -15,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/codes"
 
 	ledger "github.com/stanceledger/ledger"
 	"github.com/stanceledger/ledger/client"
@@ -63,26 +62,28 @@ func printError(w io.Writer, err error) {
 	msg := err.Error()
 	var ce *client.Error
 	if !errors.As(err, &ce) {
-		if c := localCode(err); c != codes.Unknown {
-			msg = c.String() + ": " + msg
+		if code := localCode(err); code != "" {
+			msg = code + ": " + msg
 		}
 	}
 	fmt.Fprintln(w, "ledgerctl: "+msg)
 }
 
-// localCode maps an error raised by ledgerctl itself to the gRPC code of the same kind.
-func localCode(err error) codes.Code {
+// localCode names the gRPC code of the same kind as an error raised by ledgerctl
+// itself, or "" when there is none. (Only server and client may import gRPC; the names
+// are codes.Code's.)
+func localCode(err error) string {
 	switch {
 	case errors.Is(err, ledger.ErrInvalid):
-		return codes.InvalidArgument
+		return "InvalidArgument"
 	case errors.Is(err, ledger.ErrUnavailable):
-		return codes.Unavailable
+		return "Unavailable"
 	case errors.Is(err, ledger.ErrNotFound):
-		return codes.NotFound
+		return "NotFound"
 	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded
+		return "DeadlineExceeded"
 	case errors.Is(err, context.Canceled):
-		return codes.Canceled
+		return "Canceled"
 	}
-	return codes.Unknown
+	return ""
 }

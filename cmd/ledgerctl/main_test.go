@@ -1,5 +1,3 @@
-//go:build wip
-
 package main
 
 import (
@@ -509,5 +507,43 @@ func TestParseRecordType(t *testing.T) {
 	}
 	if _, err := parseRecordType("--type", "tweet"); !errors.Is(err, ledger.ErrInvalid) {
 		t.Errorf("parseRecordType(tweet): err = %v; want ErrInvalid", err)
+	}
+}
+
+// TestImportSplitsLargeRuns imports runs of one party that exceed one append's limits
+// (1,000 events; 4 MiB): the server refuses such appends, so the import succeeds only
+// if it splits them.
+func TestImportSplitsLargeRuns(t *testing.T) {
+	quote := strings.Repeat("q", 7<<10)
+	tests := []struct {
+		name  string
+		count int
+		line  func(i int) string
+	}{
+		{"more than 1000 events", ledger.DefaultLimits.MaxEvents + 1, func(i int) string {
+			return validLine(fmt.Sprintf("small-%d", i), "dprk")
+		}},
+		{"more than 4 MiB", 90, func(i int) string {
+			var stances []string
+			for j := range 7 {
+				stances = append(stances, fmt.Sprintf(`{"topic":"topic-%d","alignment":"ALIGNMENT_OPPOSES","quote":%q}`, j, quote))
+			}
+			return fmt.Sprintf(`{"event_id":"big-%d","party":"dprk","occurred_at":"2025-06-01T00:00:00Z","sources":[{"url":"https://example.org/%d"}],"statement_issued":{"statement_id":"s-%d","stances":[%s]}}`,
+				i, i, i, strings.Join(stances, ","))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := startServer(t)
+			var b strings.Builder
+			for i := range tt.count {
+				b.WriteString(tt.line(i))
+				b.WriteByte('\n')
+			}
+			want := fmt.Sprintf("imported %d, already present 0\n", tt.count)
+			if got := mustCtl(t, addr, b.String(), "import", "-"); got != want {
+				t.Errorf("import printed %q; want %q", got, want)
+			}
+		})
 	}
 }
