@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -119,62 +120,98 @@ type exportLine struct {
 	recordLine
 }
 
+// checkedLine is one export line after the per-line checks, which run in parallel.
+type checkedLine struct {
+	lineNo int64
+	el     exportLine
+	leaf   [integrity.HashSize]byte
+	err    error // an *ExportError, or nil
+	blank  bool
+}
+
 // verifyExport reads an export line by line and checks it against cp (already opened
-// with the trusted key). It returns the number of records checked. Memory stays flat:
-// a compact range of at most 64 hashes, the current line, and one revision per stream.
+// with the trusted key). It returns the number of records checked. The per-line work
+// (parse, decode the stored bytes, compare with the readable fields, hash the leaf)
+// runs on every CPU; the checks that need order (positions, revisions, the tree) run
+// in line order. Memory stays flat: a bounded window of lines in flight, a compact
+// range of at most 64 hashes, and one revision per stream.
 func verifyExport(r io.Reader, cp *integrity.Checkpoint) (int64, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+	workers := runtime.GOMAXPROCS(0)
+	type job struct {
+		lineNo int64
+		line   []byte
+		done   chan *checkedLine
+	}
+	jobs := make(chan job, 4*workers)
+	order := make(chan job, 64*workers) // the window of lines in flight, in line order
+	quit := make(chan struct{})
+	var readErr error
+	go func() {
+		defer close(jobs)
+		defer close(order)
+		br := bufio.NewReaderSize(r, 1<<20)
+		for lineNo := int64(1); ; lineNo++ {
+			line, err := readLine(br)
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				readErr = &ExportError{Line: lineNo, Problem: err.Error()}
+				return
+			}
+			j := job{lineNo: lineNo, line: bytes.Clone(line), done: make(chan *checkedLine, 1)}
+			select {
+			case order <- j:
+			case <-quit:
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	for range workers {
+		go func() {
+			for j := range jobs {
+				j.done <- checkLine(j.lineNo, j.line)
+			}
+		}()
+	}
+	defer close(quit)
+
 	tree := integrity.NewTree()
 	revisions := make(map[string]uint64)
 	var (
-		lineNo  int64
 		prev    ledger.Position
 		records int64
-		leaf    [integrity.HashSize]byte
 	)
-	for {
-		line, err := readLine(br)
-		if err == io.EOF {
-			break
-		}
-		lineNo++
-		if err != nil {
-			return records, &ExportError{Line: lineNo, Problem: err.Error()}
-		}
-		if len(bytes.TrimSpace(line)) == 0 {
+	for j := range order {
+		c := <-j.done
+		if c.blank {
 			continue
 		}
-		var el exportLine
-		if err := json.Unmarshal(line, &el); err != nil {
-			return records, &ExportError{Line: lineNo, Problem: "not a replay line: " + err.Error()}
+		if c.err != nil {
+			return records, c.err
 		}
+		el := &c.el
 		bad := func(format string, args ...any) error {
-			return &ExportError{Line: lineNo, EventID: el.EventID, Problem: fmt.Sprintf(format, args...)}
+			return &ExportError{Line: c.lineNo, EventID: el.EventID, Problem: fmt.Sprintf(format, args...)}
 		}
 		if uint64(records) >= cp.Size {
 			return records, bad("record not covered by the checkpoint, which covers %d records", cp.Size)
-		}
-		if err := checkReadable(line, &el); err != nil {
-			return records, bad("%v", err)
 		}
 		pos := ledger.Position{Commit: el.Position.Commit, Prepare: el.Position.Prepare}
 		if records > 0 && !prev.Less(pos) {
 			return records, bad("position %s does not follow %s: records are out of log order", pos, prev)
 		}
 		prev = pos
-		want, seen := revisions[el.Stream]
-		if !seen {
-			want = 0
-		}
-		if el.Revision != want {
+		if want := revisions[el.Stream]; el.Revision != want {
 			return records, bad("%s revision %d, expected %d: a record of this stream is missing or out of order", el.Stream, el.Revision, want)
 		}
-		revisions[el.Stream] = want + 1
-		l := integrity.Leaf{EventID: el.EventID, Stream: el.Stream, Type: el.Stored.EventType, Data: el.Stored.Data, Metadata: el.Stored.Metadata}
-		if err := l.HashInto(&leaf); err != nil {
-			return records, bad("%v", err)
-		}
-		if err := tree.Append(leaf[:], nil); err != nil {
+		revisions[el.Stream]++
+		if err := tree.Append(c.leaf[:], nil); err != nil {
 			return records, bad("%v", err)
 		}
 		records++
@@ -185,6 +222,9 @@ func verifyExport(r io.Reader, cp *integrity.Checkpoint) (int64, error) {
 			}
 		}
 	}
+	if readErr != nil {
+		return records, readErr
+	}
 	if uint64(records) < cp.Size {
 		return records, fmt.Errorf("the export holds %d records, the checkpoint covers %d: records are missing", records, cp.Size)
 	}
@@ -192,6 +232,31 @@ func verifyExport(r io.Reader, cp *integrity.Checkpoint) (int64, error) {
 		return records, fmt.Errorf("checkpoint of size 0 with a root other than the empty tree's")
 	}
 	return records, nil
+}
+
+// checkLine runs the checks of one line that need no other line.
+func checkLine(lineNo int64, line []byte) *checkedLine {
+	c := &checkedLine{lineNo: lineNo}
+	if len(bytes.TrimSpace(line)) == 0 {
+		c.blank = true
+		return c
+	}
+	if err := json.Unmarshal(line, &c.el); err != nil {
+		c.err = &ExportError{Line: lineNo, Problem: "not a replay line: " + err.Error()}
+		return c
+	}
+	fail := func(err error) *checkedLine {
+		c.err = &ExportError{Line: lineNo, EventID: c.el.EventID, Problem: err.Error()}
+		return c
+	}
+	if err := checkReadable(line, &c.el); err != nil {
+		return fail(err)
+	}
+	l := integrity.Leaf{EventID: c.el.EventID, Stream: c.el.Stream, Type: c.el.Stored.EventType, Data: c.el.Stored.Data, Metadata: c.el.Stored.Metadata}
+	if err := l.HashInto(&c.leaf); err != nil {
+		return fail(err)
+	}
+	return c
 }
 
 // readLine returns the next line without its newline; io.EOF after the last.
