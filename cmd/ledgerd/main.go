@@ -63,7 +63,9 @@ func parseFlags(args []string, getenv func(string) string, usage io.Writer) (con
 	var cfg config
 	fs.StringVar(&cfg.Data, "data", env("LEDGER_DATA", "./data"), "data directory (env LEDGER_DATA)")
 	fs.StringVar(&cfg.Listen, "listen", env("LEDGER_LISTEN", "127.0.0.1:7070"), "gRPC listen address (env LEDGER_LISTEN)")
-	fs.StringVar(&cfg.Store, "store", env("LEDGER_STORE", "embedded"), "log store: embedded (env LEDGER_STORE)")
+	fs.StringVar(&cfg.Store, "store", env("LEDGER_STORE", "embedded"), "log store: embedded, or an EventStoreDB connection string such as esdb://localhost:2113?tls=false (env LEDGER_STORE)")
+	fs.DurationVar(&cfg.ESDBConnectTimeout, "esdb-connect-timeout", 0, "with --store esdb://…: refuse to start when EventStoreDB does not answer within this (0: 10s)")
+	fs.StringVar(&cfg.ESDBCompatListen, "esdb-compat-listen", env("LEDGER_ESDB_COMPAT_LISTEN", ""), "also serve EventStoreDB's client protocol (streams, $all, subscriptions) over the store on this address; unauthenticated: bind it to a trusted network (env LEDGER_ESDB_COMPAT_LISTEN)")
 	level := fs.String("log-level", env("LEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env LEDGER_LOG_LEVEL)")
 	format := fs.String("log-format", env("LEDGER_LOG_FORMAT", "text"), "log format: text or json (env LEDGER_LOG_FORMAT)")
 	fs.StringVar(&cfg.Integrity.SigningKey, "signing-key", env("LEDGER_SIGNING_KEY", ""), "file holding the checkpoint signing key; default: generated in <data>/keys/ on first start (env LEDGER_SIGNING_KEY)")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,10 +25,16 @@ type config struct {
 	Data string
 	// Listen is the gRPC listen address; port 0 picks a free port.
 	Listen string
-	// Store chooses the log backend: "embedded".
-	Store     string
-	LogLevel  slog.Level
-	LogFormat string
+	// Store chooses the log backend: "embedded", or an EventStoreDB connection string
+	// ("esdb://host:2113?tls=false", "esdb+discover://…").
+	Store string
+	// ESDBConnectTimeout bounds the wait for EventStoreDB at start (0: 10s).
+	ESDBConnectTimeout time.Duration
+	// ESDBCompatListen, when set, is the address of the EventStoreDB-compatible
+	// endpoint over the store (store/esdbcompat).
+	ESDBCompatListen string
+	LogLevel         slog.Level
+	LogFormat        string
 	// Integrity configures the integrity projection and its checkpoints.
 	Integrity integrityConfig
 }
@@ -48,7 +53,7 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	if err := os.MkdirAll(data, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	st, err := openStore(cfg.Store, data, log)
+	st, err := openStore(ctx, cfg, data, log)
 	if err != nil {
 		return err
 	}
@@ -122,6 +127,13 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
+	compat, err := serveESDBCompat(cfg.ESDBCompatListen, st, log, out)
+	if err != nil {
+		srv.Stop(ctx)
+		<-served
+		return err
+	}
+	defer compat()
 
 	fmt.Fprintf(out, "ledgerd: listening on %s\n", lis.Addr())
 	fmt.Fprintf(out, "ledgerd: data directory %s\n", data)
@@ -145,9 +157,10 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	return nil
 }
 
-// openStore opens the log backend named by spec. This is the one place that knows the
-// backends: the EventStoreDB backend ("esdb://…") is added here.
-func openStore(spec, data string, log *slog.Logger) (store.Store, error) {
+// openStore opens the log backend named by cfg.Store. This is the one place that knows
+// the backends.
+func openStore(ctx context.Context, cfg config, data string, log *slog.Logger) (store.Store, error) {
+	spec := cfg.Store
 	switch {
 	case spec == "embedded":
 		st, err := embedded.Open(filepath.Join(data, "log"), &embedded.Options{Logger: log})
@@ -156,7 +169,7 @@ func openStore(spec, data string, log *slog.Logger) (store.Store, error) {
 		}
 		return st, nil
 	case strings.HasPrefix(spec, "esdb://"), strings.HasPrefix(spec, "esdb+discover://"):
-		return nil, errors.New("--store: the EventStoreDB backend is not built into this ledgerd yet")
+		return openESDB(ctx, spec, cfg.ESDBConnectTimeout, log)
 	}
-	return nil, fmt.Errorf("--store: unknown store %q (want embedded)", spec)
+	return nil, fmt.Errorf("--store: unknown store %q (want embedded or esdb://…)", spec)
 }
