@@ -12,23 +12,24 @@ const module = "github.com/stanceledger/ledger"
 // it may import directly (DESIGN.md §2, Layout). Packages not listed here (commands,
 // tests, e2e) may import anything.
 var allowed = map[string][]string{
-	"":                      {},
-	"store":                 {""},
-	"store/storetest":       {"", "store"},
-	"store/embedded":        {"", "store"},
-	"store/esdb":            {"", "store"},
-	"store/esdbcompat":      {"", "store"},
-	"integrity":             {""},
-	"projections":           {"", "store", "integrity"},
-	"internal/wire":         {"", "store", "proto/stanceledger/v1"},
-	"proto/stanceledger/v1": {},
-	"client":                {"", "integrity", "internal/wire", "proto/stanceledger/v1"},
+	"":                          {},
+	"store":                     {""},
+	"store/storetest":           {"", "store"},
+	"store/embedded":            {"", "store"},
+	"store/esdb":                {"", "store"},
+	"store/esdbcompat":          {"", "store"},
+	"integrity":                 {""},
+	"projections":               {"", "store", "integrity"},
+	"projections/integrityview": {"", "store", "integrity", "projections"},
+	"internal/wire":             {"", "store", "proto/stanceledger/v1"},
+	"proto/stanceledger/v1":     {},
+	"client":                    {"", "integrity", "internal/wire", "proto/stanceledger/v1"},
 }
 
 // foreignOnly lists external modules that only some project packages may import.
 var foreignOnly = map[string][]string{
 	"github.com/EventStore/EventStore-Client-Go": {"store/esdb", "store/esdbcompat"},
-	"google.golang.org/grpc":                     {"server", "client", "store/esdb", "store/esdbcompat", "proto/stanceledger/v1"},
+	"google.golang.org/grpc":                     {"server", "client", "store/esdb", "store/esdbcompat", "proto/stanceledger/v1", "cmd", "e2e"},
 	"github.com/cockroachdb/pebble":              {"store/embedded", "projections"},
 }
 
