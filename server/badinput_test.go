@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +157,36 @@ func TestBadInputIsRefused(t *testing.T) {
 	}
 	// The valid request itself goes through, so the cases above fail for their edit only.
 	appendOK(t, c, "dprk", nil, valid().Events...)
+}
+
+// TestOversizeAppendIsRefusedByValidation sends an append just over the default 4 MiB
+// limit. The transport lets it through (its limit is a little higher), so validation
+// refuses it with InvalidArgument naming the limit, not the transport with
+// ResourceExhausted.
+func TestOversizeAppendIsRefusedByValidation(t *testing.T) {
+	ts := start(t, server.Config{})
+	quote := strings.Repeat("q", 7<<10)
+	var events []*ledgerv1.Event
+	for i := range 90 { // 90 events × 7 stances × 7 KiB ≈ 4.4 MiB
+		e := statement(fmt.Sprintf("big-%02d", i), "dprk", "topic-0", occurred)
+		st := e.GetStatementIssued()
+		st.Stances = nil
+		for j := range 7 {
+			st.Stances = append(st.Stances, &ledgerv1.Stance{
+				Topic: fmt.Sprintf("topic-%d", j), Alignment: ledgerv1.Alignment_ALIGNMENT_OPPOSES, Quote: quote,
+			})
+		}
+		events = append(events, e)
+	}
+	req := &ledgerv1.AppendRequest{Party: "dprk", Events: events}
+	if n := proto.Size(req); n <= ledger.DefaultLimits.MaxAppendBytes {
+		t.Fatalf("request is only %d bytes; the test needs more than the limit", n)
+	}
+	_, err := ts.client.Append(t.Context(), req)
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "per append") {
+		t.Fatalf("got %v, want InvalidArgument naming the per-append limit", err)
+	}
+	if ids := readAllIDs(t, ts.client, &ledgerv1.ReadAllRequest{}); len(ids) != 0 {
+		t.Errorf("the log holds %d records after a refused append", len(ids))
+	}
 }
