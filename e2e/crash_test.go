@@ -152,7 +152,10 @@ func (w *crashWorker) retryPending(ctx context.Context, t *testing.T, c ledgerv1
 // every acknowledged record is in the log exactly once, where its acknowledgement said;
 // every append is whole and contiguous; and every append whose outcome was unknown,
 // retried with the same event_ids, was stored exactly once.
-func TestCrashKill9(t *testing.T) {
+func TestCrashKill9(t *testing.T) { runCrashKill9(t) }
+
+// runCrashKill9 is TestCrashKill9 with extra ledgerd flags (another store).
+func runCrashKill9(t *testing.T, extra ...string) {
 	kills := 5
 	if testing.Short() {
 		kills = 2
@@ -172,7 +175,7 @@ func TestCrashKill9(t *testing.T) {
 	t.Logf("kill moments seeded with %d", seed)
 
 	for round := 0; round < kills; round++ {
-		p := startLedgerd(t, data)
+		p := startLedgerd(t, data, extra...)
 		ctx, cancel := context.WithCancel(t.Context())
 		var acks atomic.Int64
 		var wg sync.WaitGroup
@@ -199,7 +202,7 @@ func TestCrashKill9(t *testing.T) {
 	}
 
 	// The last life: retry every append whose outcome is still unknown, then check the log.
-	p := startLedgerd(t, data)
+	p := startLedgerd(t, data, extra...)
 	for _, w := range workers {
 		w.retryPending(t.Context(), t, p.client())
 	}

@@ -53,6 +53,9 @@ type ledgerd struct {
 	exited  chan struct{}
 	waitErr error
 	stderr  *syncBuffer
+	// compatAddr is the EventStoreDB-compatible endpoint's address, when started
+	// with --esdb-compat-listen.
+	compatAddr string
 }
 
 // syncBuffer collects a process's stderr; the exec package writes it from its own goroutine.
@@ -75,9 +78,11 @@ func (s *syncBuffer) String() string {
 
 // startLedgerd starts ledgerd on dataDir, listening on a free loopback port, and waits
 // for its "ready" line. The process is killed at the end of the test if still running.
-func startLedgerd(t *testing.T, dataDir string) *ledgerd {
+// extra flags follow the defaults and override them (e.g. "--store", "esdb://…").
+func startLedgerd(t *testing.T, dataDir string, extra ...string) *ledgerd {
 	t.Helper()
-	cmd := exec.Command(ledgerdBin, "--data", dataDir, "--listen", "127.0.0.1:0", "--store", "embedded", "--log-level", "warn")
+	args := append([]string{"--data", dataDir, "--listen", "127.0.0.1:0", "--store", "embedded", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(ledgerdBin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +104,9 @@ func startLedgerd(t *testing.T, dataDir string) *ledgerd {
 			line := sc.Text()
 			if a, ok := strings.CutPrefix(line, "ledgerd: listening on "); ok {
 				addr = a
+			}
+			if a, ok := strings.CutPrefix(line, "ledgerd: esdb-compat listening on "); ok {
+				p.compatAddr = a
 			}
 			if line == "ledgerd: ready" {
 				ready <- addr
