@@ -233,3 +233,16 @@ func TestOpenUnreachable(t *testing.T) {
 		t.Fatalf("Open took %s with a 1s bound", d)
 	}
 }
+
+// TestDeleteRisks: over a tls=false connection the insecure node is the risk reported;
+// the endpoint refuses $settings, as EventStoreDB does for a non-admin user.
+func TestDeleteRisks(t *testing.T) {
+	st := openStore(t, newEndpoint(t, false))
+	risks, err := st.DeleteRisks(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(risks) != 1 || !strings.Contains(risks[0], "tls=false") {
+		t.Fatalf("risks = %q, want the insecure connection only", risks)
+	}
+}
