@@ -257,6 +257,15 @@ func TestAppendAndRead(t *testing.T) {
 		}
 	})
 
+	t.Run("request log", func(t *testing.T) {
+		logs := ts.logs.String()
+		for _, want := range []string{"method=/stanceledger.v1.LedgerService/Append code=OK", "method=/stanceledger.v1.LedgerService/ReadAll code=OK"} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("the debug request log lacks %q:\n%s", want, logs)
+			}
+		}
+	})
+
 	t.Run("GetEvent", func(t *testing.T) {
 		resp, err := c.GetEvent(t.Context(), &ledgerv1.GetEventRequest{EventId: "e3"})
 		if err != nil {
@@ -463,8 +472,8 @@ func TestSubscribeCatchesUpThenLive(t *testing.T) {
 		t.Fatalf("first message %v, want a1", m)
 	}
 	m := next()
-	if m.GetCaughtUp() == nil {
-		t.Fatalf("second message %v, want caught_up", m)
+	if m.GetCaughtUp() == nil || m.GetCaughtUp().GetCommit() != 1 {
+		t.Fatalf("second message %v, want caught_up at 1 (the last record the catch-up examined)", m)
 	}
 	appendOK(t, c, "russia", nil, statement("a3", "russia", "msmt-legitimacy", occurred))
 	appendOK(t, c, "dprk", nil, statement("a4", "dprk", "msmt-legitimacy", occurred))
