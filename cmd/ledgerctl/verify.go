@@ -19,6 +19,7 @@ import (
 	"github.com/stanceledger/ledger/client"
 	"github.com/stanceledger/ledger/integrity"
 	"github.com/stanceledger/ledger/internal/wire"
+	"github.com/stanceledger/ledger/store"
 )
 
 func newVerifyCmd() *cobra.Command {
@@ -36,15 +37,16 @@ not grow with it), and for every line:
   - recomputes the record's Merkle leaf (docs/integrity.md) and appends it to the tree.
 
 Then the root of the recomputed tree must equal the checkpoint's, and the export must
-hold exactly the checkpoint's number of records. KEY is the log's verifier key
+hold exactly the checkpoint's number of records. With --snapshot (the GetSnapshot
+response as protojson, e.g. from "ledgerctl snapshot -o json"), verify also folds the
+export into a positions table at the snapshot's (T, P), in a temporary directory, and
+checks that its rows and digest are the snapshot's, and that the snapshot's checkpoint,
+when it carries one, is signed by KEY and matches the export. KEY is the log's verifier key
 ("<origin>+<hash>+<base64>") or a file holding it; the checkpoint must carry a valid
 signature by it. The first bad record is named by line and event_id. Exit status 0
 means all of it holds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if snapshotFile != "" {
-				return errors.New("--snapshot: recomputing a positions snapshot offline is not available yet")
-			}
 			v, err := integrity.ParseVerifierKey(key)
 			if err != nil {
 				return err
@@ -76,19 +78,39 @@ means all of it holds.`,
 				}
 			}
 			start := time.Now()
-			n, err := verifyExport(in, cp)
+			var snap *snapshotCheck
+			opts := &verifyOptions{}
+			if snapshotFile != "" {
+				if snap, err = newSnapshotCheck(snapshotFile, v); err != nil {
+					return err
+				}
+				defer snap.close()
+				opts.sink = snap.add
+				if snap.cp != nil {
+					opts.also = append(opts.also, snap.cp)
+				}
+			}
+			n, err := verifyExportWith(in, cp, opts)
 			if err != nil {
 				return fmt.Errorf("%s: %w", exportFile, err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "OK: %d records of %s match checkpoint %s (%s)\n",
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "OK: %d records of %s match checkpoint %s (%s)\n",
 				n, exportFile, cp, time.Since(start).Round(time.Millisecond))
+			if snap != nil {
+				msg, err := snap.finish(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("%s: %w", snapshotFile, err)
+				}
+				fmt.Fprintf(w, "OK: %s\n", msg)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&exportFile, "export", "", "the export to check (replay -o jsonl)")
 	cmd.Flags().StringVar(&checkpointFile, "checkpoint", "", "the signed checkpoint (ledgerctl checkpoint -o FILE)")
 	cmd.Flags().StringVar(&key, "key", "", "the log's verifier key, or a file holding it")
-	cmd.Flags().StringVar(&snapshotFile, "snapshot", "", "also recompute this positions snapshot (not available yet)")
+	cmd.Flags().StringVar(&snapshotFile, "snapshot", "", "also recompute this positions snapshot (GetSnapshot response as JSON) and check its digest")
 	for _, f := range []string{"export", "checkpoint", "key"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
@@ -136,6 +158,28 @@ type checkedLine struct {
 // in line order. Memory stays flat: a bounded window of lines in flight, a compact
 // range of at most 64 hashes, and one revision per stream.
 func verifyExport(r io.Reader, cp *integrity.Checkpoint) (int64, error) {
+	return verifyExportWith(r, cp, nil)
+}
+
+// verifyOptions add checks to verifyExport.
+type verifyOptions struct {
+	// also are more verified checkpoints whose roots the export's prefixes must match
+	// (a snapshot's checkpoint).
+	also []*integrity.Checkpoint
+	// sink receives every record that passed its checks, in log order.
+	sink func(store.Record) error
+}
+
+// verifyExportWith is verifyExport with the extra checks of opts (nil: none).
+func verifyExportWith(r io.Reader, cp *integrity.Checkpoint, opts *verifyOptions) (int64, error) {
+	if opts == nil {
+		opts = &verifyOptions{}
+	}
+	for _, o := range opts.also {
+		if o.Size > cp.Size {
+			return 0, fmt.Errorf("a checkpoint of %d records is larger than the one the export is checked against (%d)", o.Size, cp.Size)
+		}
+	}
 	workers := runtime.GOMAXPROCS(0)
 	type job struct {
 		lineNo int64
@@ -215,6 +259,20 @@ func verifyExport(r io.Reader, cp *integrity.Checkpoint) (int64, error) {
 			return records, bad("%v", err)
 		}
 		records++
+		if opts.sink != nil {
+			rec := store.Record{
+				Stream: el.Stream, Revision: el.Revision, Position: pos, EventID: el.EventID,
+				Type: el.Stored.EventType, Data: el.Stored.Data, Metadata: el.Stored.Metadata,
+			}
+			if err := opts.sink(rec); err != nil {
+				return records, bad("%v", err)
+			}
+		}
+		for _, o := range opts.also {
+			if o.Size == uint64(records) && !bytes.Equal(tree.Root(), o.Root) {
+				return records, fmt.Errorf("the root of the first %d records differs from checkpoint %s", records, o)
+			}
+		}
 		if uint64(records) == cp.Size {
 			if root := tree.Root(); !bytes.Equal(root, cp.Root) {
 				return records, fmt.Errorf("the root of the first %d records differs from the checkpoint's (%x, checkpoint %x): a record was changed, removed, reordered or inserted",
@@ -228,8 +286,10 @@ func verifyExport(r io.Reader, cp *integrity.Checkpoint) (int64, error) {
 	if uint64(records) < cp.Size {
 		return records, fmt.Errorf("the export holds %d records, the checkpoint covers %d: records are missing", records, cp.Size)
 	}
-	if cp.Size == 0 && !bytes.Equal(cp.Root, integrity.EmptyRoot()) {
-		return records, fmt.Errorf("checkpoint of size 0 with a root other than the empty tree's")
+	for _, o := range append([]*integrity.Checkpoint{cp}, opts.also...) {
+		if o.Size == 0 && !bytes.Equal(o.Root, integrity.EmptyRoot()) {
+			return records, fmt.Errorf("checkpoint of size 0 with a root other than the empty tree's")
+		}
 	}
 	return records, nil
 }

@@ -14,9 +14,17 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	ledger "github.com/stanceledger/ledger"
 	"github.com/stanceledger/ledger/client"
 	"github.com/stanceledger/ledger/integrity"
+	"github.com/stanceledger/ledger/internal/wire"
+	"github.com/stanceledger/ledger/projections"
+	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
+	"github.com/stanceledger/ledger/server"
+	"github.com/stanceledger/ledger/store"
 )
 
 var parties = []string{"dprk", "russia", "msmt", "unsc", "usa"}
@@ -396,4 +404,119 @@ func sampleHeap(peak *uint64) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// TestVerifySnapshot recomputes a positions snapshot from an export, and catches a
+// snapshot whose digest, rows or checkpoint do not match it.
+func TestVerifySnapshot(t *testing.T) {
+	l := newTestLog(t, 30)
+	dir := t.TempDir()
+	// The snapshot at P = record 20 (position 20), T = the 15th minute of occurred time.
+	const p = 20
+	at := ledger.Position{Commit: p, Prepare: p}
+	asOf := time.Date(2025, 1, 1, 0, 15, 0, 0, time.UTC)
+	view, err := projections.OpenPositions(filepath.Join(dir, "positions"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []store.Record
+	for _, r := range l.recs[:p] {
+		recs = append(recs, store.Record{Stream: r.Stream, Revision: r.Revision, Position: r.Position,
+			EventID: r.Event.EventID, Type: r.Stored.Type, Data: r.Stored.Data, Metadata: r.Stored.Metadata})
+	}
+	if err := view.Apply(recs); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := view.Snapshot(t.Context(), projections.Query{AsOfTime: asOf, AsOfPosition: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view.Close()
+	if len(snap.Rows) == 0 {
+		t.Fatal("the test snapshot is empty; it would prove nothing")
+	}
+	tree := integrity.NewTree()
+	for _, h := range l.hashes[:p] {
+		tree.Append(h, nil)
+	}
+	snapCP, err := l.signer.Sign(p, tree.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func() *ledgerv1.GetSnapshotResponse {
+		s := &ledgerv1.GetSnapshotResponse{
+			AsOfTime: timestamppb.New(asOf), AsOfPosition: wire.PositionToProto(at), Digest: snap.Digest,
+			Checkpoint: &ledgerv1.Checkpoint{SignedNote: string(snapCP.Note), Origin: snapCP.Origin, Size: snapCP.Size, RootHash: snapCP.Root},
+		}
+		for _, r := range snap.Rows {
+			s.Rows = append(s.Rows, server.PartyPositionToProto(r))
+		}
+		return s
+	}
+	export := filepath.Join(dir, "replay.jsonl")
+	cpFile := filepath.Join(dir, "cp.txt")
+	if err := os.WriteFile(export, join(l.lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cpFile, l.cp.Note, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	otherSigner := newTestLog(t, 1).signer
+
+	tests := []struct {
+		name string
+		edit func(s *ledgerv1.GetSnapshotResponse)
+		want string
+	}{
+		{"genuine", func(*ledgerv1.GetSnapshotResponse) {}, ""},
+		{"digest changed", func(s *ledgerv1.GetSnapshotResponse) { s.Digest = strings.Repeat("0", 64) }, "but the export folds to"},
+		{"a row changed", func(s *ledgerv1.GetSnapshotResponse) { s.Rows[0].Quote = "something else" }, "row 0"},
+		{"a row removed", func(s *ledgerv1.GetSnapshotResponse) { s.Rows = s.Rows[1:] }, "rows, but the export folds to"},
+		{"checkpoint of another key", func(s *ledgerv1.GetSnapshotResponse) {
+			cp, err := otherSigner.Sign(p, tree.Root())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Checkpoint.SignedNote = string(cp.Note)
+		}, "checkpoint not signed by the trusted key"},
+		{"checkpoint with another root", func(s *ledgerv1.GetSnapshotResponse) {
+			cp, err := l.signer.Sign(p, l.hashes[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Checkpoint.SignedNote = string(cp.Note)
+		}, "the root of the first 20 records differs from checkpoint"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := base()
+			tc.edit(s)
+			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snapFile := filepath.Join(t.TempDir(), "snap.json")
+			if err := os.WriteFile(snapFile, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			root := newRootCmd()
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs([]string{"verify", "--export", export, "--checkpoint", cpFile, "--key", l.vkey, "--snapshot", snapFile})
+			err = root.ExecuteContext(t.Context())
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("verify --snapshot: %v", err)
+				}
+				if !strings.Contains(out.String(), "digest "+snap.Digest+" recomputed from the export") {
+					t.Fatalf("output %q", out.String())
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("verify --snapshot = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
 }
