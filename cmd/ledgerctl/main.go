@@ -51,6 +51,11 @@ append one record, get a record by event_id, and replay the log.`,
 		newVerifierKeyCmd(),
 		newVerifyCmd(),
 		newAuditCmd(),
+		newPositionsCmd(),
+		newHistoryCmd(),
+		newSnapshotCmd(),
+		newWatchCmd(),
+		newAdminCmd(),
 	)
 	return root
 }
