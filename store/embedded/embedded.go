@@ -72,6 +72,9 @@ type Options struct {
 	MemTableSize uint64
 	// CacheSize is Pebble's block cache size in bytes; 0 means 64 MiB.
 	CacheSize int64
+	// OnCommit, when set, is called by the sequencing writer after every group it
+	// commits (metrics.go). It runs on the writer's goroutine: it must be quick.
+	OnCommit func(CommitInfo)
 }
 
 // Stats counts the work of the sequencing writer since Open.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -164,7 +165,10 @@ func (s *Store) commitGroup(group []*appendReq) {
 		}
 	}
 	if !b.Empty() {
-		if err := b.Commit(pebble.Sync); err != nil {
+		start := time.Now()
+		err := b.Commit(pebble.Sync)
+		s.observeCommit(start, len(group), wrote, int(g.next-s.next), err)
+		if err != nil {
 			err = fmt.Errorf("embedded: commit: %w", errors.Join(ledger.ErrUnavailable, err))
 			s.log.Error("commit failed", "err", err)
 			for i := range replies {
