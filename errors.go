@@ -25,6 +25,9 @@ var (
 	ErrInvalid = errors.New("invalid input")
 	// ErrRefused: the operation is never allowed on a ledger (delete, truncate).
 	ErrRefused = errors.New("refused: the ledger never deletes")
+	// ErrLimit: a resource limit was exceeded (request size, events per append, streams
+	// per connection, request rate). Every *LimitError matches it.
+	ErrLimit = errors.New("limit exceeded")
 )
 
 // FieldViolation names one bad field with a path like
@@ -95,3 +98,20 @@ func (e *DuplicateEventError) Error() string {
 
 // Is makes errors.Is(err, ErrDuplicateEvent) true.
 func (e *DuplicateEventError) Is(target error) bool { return target == ErrDuplicateEvent }
+
+// LimitError says which resource limit a request exceeded and the limit's value, e.g.
+// {Limit: "max-events-per-append", Value: 1000}. It matches ErrLimit.
+type LimitError struct {
+	// Limit names the limit as its ledgerd flag does, e.g. "max-events-per-append".
+	Limit string
+	// Value is the limit's configured value.
+	Value int64
+}
+
+// Error names the limit and its value.
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("limit exceeded: %s is %d", e.Limit, e.Value)
+}
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Is(target error) bool { return target == ErrLimit }
