@@ -7,14 +7,12 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	ledger "github.com/stanceledger/ledger"
 	"github.com/stanceledger/ledger/integrity"
 	"github.com/stanceledger/ledger/internal/wire"
 	"github.com/stanceledger/ledger/projections"
 	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
-	"github.com/stanceledger/ledger/server"
 	"github.com/stanceledger/ledger/store"
 )
 
@@ -117,19 +115,33 @@ func (c *snapshotCheck) finish(ctx context.Context) (string, error) {
 	if digest != c.snap.GetDigest() {
 		return "", fmt.Errorf("digest %s, but the export folds to %s at (T, P) = (%s, %s)", c.snap.GetDigest(), digest, asOfTime(c.snap), c.at)
 	}
-	if len(rows) != len(c.snap.GetRows()) {
-		return "", fmt.Errorf("%d rows, but the export folds to %d", len(c.snap.GetRows()), len(rows))
-	}
-	for i, r := range rows {
-		if want := server.PartyPositionToProto(r); !proto.Equal(want, c.snap.GetRows()[i]) {
-			return "", fmt.Errorf("row %d (%s, %s) differs from what the export folds to", i, r.Party, r.Topic)
-		}
+	// The rows listed must be the table the digest is of; their fields outside the
+	// canonical encoding (since, index) are not checked.
+	if listed := projections.Digest(rowsFromProto(c.snap.GetRows())); listed != digest {
+		return "", fmt.Errorf("its %d rows have digest %s, not the digest it states; the export folds to %d rows", len(c.snap.GetRows()), listed, len(rows))
 	}
 	msg := fmt.Sprintf("snapshot at (T, P) = (%s, %s): %d rows, digest %s recomputed from the export", asOfTime(c.snap), c.at, len(rows), digest)
 	if c.cp != nil {
 		msg += fmt.Sprintf("; its checkpoint %s matches the export", c.cp)
 	}
 	return msg, nil
+}
+
+// rowsFromProto reads a snapshot's rows back into the fields the canonical encoding
+// (projections.CanonicalLine) covers.
+func rowsFromProto(rows []*ledgerv1.PartyPosition) []projections.PartyPosition {
+	out := make([]projections.PartyPosition, len(rows))
+	for i, r := range rows {
+		out[i] = projections.PartyPosition{
+			Party: r.GetParty(), Topic: r.GetTopic(),
+			Alignment: ledger.Alignment(r.GetAlignment()), Act: ledger.Act(r.GetAct()),
+			Summary: r.GetSummary(), Quote: r.GetQuote(),
+			OccurredAt: r.GetOccurredAt().AsTime(),
+			EventID:    r.GetEventId(),
+			Position:   wire.PositionFromProto(r.GetPosition()),
+		}
+	}
+	return out
 }
 
 func (c *snapshotCheck) close() {

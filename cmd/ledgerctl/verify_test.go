@@ -470,8 +470,8 @@ func TestVerifySnapshot(t *testing.T) {
 	}{
 		{"genuine", func(*ledgerv1.GetSnapshotResponse) {}, ""},
 		{"digest changed", func(s *ledgerv1.GetSnapshotResponse) { s.Digest = strings.Repeat("0", 64) }, "but the export folds to"},
-		{"a row changed", func(s *ledgerv1.GetSnapshotResponse) { s.Rows[0].Quote = "something else" }, "row 0"},
-		{"a row removed", func(s *ledgerv1.GetSnapshotResponse) { s.Rows = s.Rows[1:] }, "rows, but the export folds to"},
+		{"a row changed", func(s *ledgerv1.GetSnapshotResponse) { s.Rows[0].Quote = "something else" }, "not the digest it states"},
+		{"a row removed", func(s *ledgerv1.GetSnapshotResponse) { s.Rows = s.Rows[1:] }, "not the digest it states"},
 		{"checkpoint of another key", func(s *ledgerv1.GetSnapshotResponse) {
 			cp, err := otherSigner.Sign(p, tree.Root())
 			if err != nil {
