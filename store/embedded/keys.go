@@ -145,21 +145,31 @@ func decodeRecordView(v []byte) (recordView, error) {
 }
 
 // record copies the view into a Record at pos. Data and Metadata get their own
-// memory (one allocation), since the view aliases Pebble's buffers.
-func (rv *recordView) record(pos uint64) store.Record {
+// memory (one allocation), since the view aliases Pebble's buffers. Stream and Type
+// reuse prev's strings when equal (prev may be nil): a run of records of one stream
+// then costs no string allocations for them.
+func (rv *recordView) record(pos uint64, prev *store.Record) store.Record {
 	buf := make([]byte, len(rv.metadata)+len(rv.data))
 	copy(buf, rv.metadata)
 	copy(buf[len(rv.metadata):], rv.data)
 	r := store.Record{
-		Stream:      string(rv.stream),
 		Revision:    rv.revision,
 		EventID:     string(rv.eventID),
-		Type:        string(rv.typ),
 		ContentHash: string(rv.contentHash),
 		Metadata:    buf[:len(rv.metadata):len(rv.metadata)],
 		Data:        buf[len(rv.metadata):],
 	}
 	r.Position.Commit, r.Position.Prepare = pos, pos
+	if prev != nil && prev.Stream == string(rv.stream) {
+		r.Stream = prev.Stream
+	} else {
+		r.Stream = string(rv.stream)
+	}
+	if prev != nil && prev.Type == string(rv.typ) {
+		r.Type = prev.Type
+	} else {
+		r.Type = string(rv.typ)
+	}
 	if len(rv.metadata) == 0 {
 		r.Metadata = nil
 	}

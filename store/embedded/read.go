@@ -307,7 +307,11 @@ func (s *Store) readLog(dst []store.Record, from, to uint64, f *store.Filter) ([
 			}
 			next = pos + 1
 			if len(rv.stream) > len(partyPrefix) && bytes.HasPrefix(rv.stream, partyPrefix) && rv.match(f) {
-				dst = append(dst, rv.record(pos))
+				var prev *store.Record
+				if len(dst) > 0 {
+					prev = &dst[len(dst)-1]
+				}
+				dst = append(dst, rv.record(pos, prev))
 			}
 		}
 		if err := it.Error(); err != nil {
