@@ -48,6 +48,9 @@ type Config struct {
 	Positions PositionsView
 	// Rebuilder, when set, is served as the AdminService (rebuild a projection).
 	Rebuilder Rebuilder
+	// Metrics, when set, receives the server's metrics (metrics.go); its interceptors
+	// run outermost, so they see the status each client receives.
+	Metrics *Metrics
 }
 
 // Server is the ledger's gRPC server. Its methods are safe for concurrent use.
@@ -91,8 +94,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize(s.limits)),
-		grpc.ChainUnaryInterceptor(s.unaryInterceptors()...),
-		grpc.ChainStreamInterceptor(s.streamInterceptors()...),
+		grpc.ChainUnaryInterceptor(append(cfg.Metrics.unaryInterceptors(), s.unaryInterceptors()...)...),
+		grpc.ChainStreamInterceptor(append(cfg.Metrics.streamInterceptors(), s.streamInterceptors()...)...),
 	}
 	s.grpc = grpc.NewServer(append(opts, cfg.GRPCOptions...)...)
 	ledgerv1.RegisterLedgerServiceServer(s.grpc, &ledgerService{s: s})
@@ -117,6 +120,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	cfg.Metrics.initialize(s.grpc)
 	return s, nil
 }
 
