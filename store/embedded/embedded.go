@@ -12,8 +12,9 @@
 //
 // The global log ('l') sorts by position, a dense sequence from 1; a record's
 // Position has Commit == Prepare == that number. A record value is a format byte
-// (1), the uvarint stream revision, then stream, event_id, type, content hash,
-// metadata and data, each as a uvarint length and the bytes. The stream index ('s')
+// (1), the stream revision (8 bytes, big endian), then stream, event_id, type, content
+// hash, metadata and data, each as a uvarint length and the bytes. The appender's
+// goroutine encodes its records; the writer only fills in the revision. The stream index ('s')
 // gives a stream's records in revision order; a stream's head is its last index key.
 // The event index ('e') makes event_ids unique across the log and answers GetEvent
 // and idempotent retries. One append writes all three for each of its records in one
@@ -198,6 +199,9 @@ func (s *Store) recover() (uint64, error) {
 	v, closer, err := s.db.Get(layoutKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
+		if empty, err := s.isEmpty(); err != nil || !empty {
+			return 0, errors.Join(errors.New("embedded: the directory holds a Pebble database that is not a ledger log"), err)
+		}
 		if err := s.db.Set(layoutKey, []byte{layoutVersion}, pebble.Sync); err != nil {
 			return 0, fmt.Errorf("embedded: write layout version: %w", err)
 		}
@@ -219,6 +223,16 @@ func (s *Store) recover() (uint64, error) {
 		return 0, it.Error()
 	}
 	return logKeyPos(it.Key())
+}
+
+// isEmpty reports whether the database holds no key at all.
+func (s *Store) isEmpty() (bool, error) {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return !it.First(), it.Error()
 }
 
 // Stats returns the writer's counters.

@@ -230,22 +230,35 @@ func TestCloseDuringAppends(t *testing.T) {
 	t.Logf("%d records acknowledged before Close", len(acked))
 }
 
-// TestOpenRefusesOtherLayout: a directory written with another layout version is
-// refused rather than misread.
-func TestOpenRefusesOtherLayout(t *testing.T) {
-	dir := t.TempDir()
-	s, err := embedded.Open(dir, nil)
-	if err != nil {
-		t.Fatal(err)
+// TestOpenRefusesOtherData: a directory written with another layout version, or a
+// Pebble database that is not a ledger log, is refused rather than misread.
+func TestOpenRefusesOtherData(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(dir string) error
+	}{
+		{"layout version 99", func(dir string) error {
+			s, err := embedded.Open(dir, nil)
+			if err != nil {
+				return err
+			}
+			if err := s.Close(); err != nil {
+				return err
+			}
+			return embedded.SetLayoutVersionForTest(dir, 99)
+		}},
+		{"foreign database", embedded.WriteForeignKeyForTest},
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := embedded.SetLayoutVersionForTest(dir, 99); err != nil {
-		t.Fatal(err)
-	}
-	if s, err := embedded.Open(dir, nil); err == nil {
-		s.Close()
-		t.Fatal("Open accepted a directory of layout version 99")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := tc.prepare(dir); err != nil {
+				t.Fatal(err)
+			}
+			if s, err := embedded.Open(dir, nil); err == nil {
+				s.Close()
+				t.Fatal("Open accepted the directory")
+			}
+		})
 	}
 }

@@ -14,3 +14,17 @@ func SetLayoutVersionForTest(dir string, v byte) error {
 	}
 	return db.Close()
 }
+
+// WriteForeignKeyForTest writes a key that no embedded store writes into a new Pebble
+// database in dir.
+func WriteForeignKeyForTest(dir string) error {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{discard()}})
+	if err != nil {
+		return err
+	}
+	if err := db.Set([]byte("foreign"), []byte("x"), pebble.Sync); err != nil {
+		db.Close()
+		return err
+	}
+	return db.Close()
+}

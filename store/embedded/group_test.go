@@ -28,7 +28,11 @@ func TestGroupSemantics(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := func(stream string, expected ledger.ExpectedRevision, ps ...store.Proposed) *appendReq {
-		return &appendReq{stream: stream, expected: expected, records: ps, reply: make(chan appendReply, 1)}
+		r := &appendReq{stream: stream, expected: expected, records: ps, reply: make(chan appendReply, 1)}
+		for i := range ps {
+			r.encoded = append(r.encoded, encodeRecord(stream, &ps[i]))
+		}
+		return r
 	}
 	abandoned := make(chan struct{})
 	close(abandoned)
@@ -98,7 +102,13 @@ func TestRecordEncoding(t *testing.T) {
 		{Stream: "s", Revision: 7, EventID: "id", Type: "ReportPublished", Data: make([]byte, 70000), Metadata: []byte{0xff, 0}},
 	}
 	for i, want := range tests {
-		v := appendRecord(nil, &want)
+		p := store.Proposed{EventID: want.EventID, Type: want.Type, Data: want.Data, Metadata: want.Metadata, ContentHash: want.ContentHash}
+		enc := encodeRecord(want.Stream, &p)
+		enc.setRevision(want.Revision)
+		if string(enc.data) != string(want.Data) || string(enc.metadata) != string(want.Metadata) {
+			t.Errorf("record %d: encoded data/metadata slices are wrong", i)
+		}
+		v := enc.value
 		rv, err := decodeRecordView(v)
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)

@@ -87,25 +87,46 @@ func decodePos(v []byte) (uint64, error) {
 // recordFormat is the first byte of every encoded record.
 const recordFormat = 1
 
-// appendRecord encodes r without its position (the key holds it): format byte,
-// uvarint revision, then stream, event_id, type, content hash, metadata and data, each
-// as uvarint length + bytes.
-func appendRecord(dst []byte, r *store.Record) []byte {
-	dst = append(dst, recordFormat)
-	dst = binary.AppendUvarint(dst, r.Revision)
-	for _, s := range [...]string{r.Stream, r.EventID, r.Type, r.ContentHash} {
-		dst = binary.AppendUvarint(dst, uint64(len(s)))
-		dst = append(dst, s...)
+// revisionAt is the offset of the fixed-width revision in an encoded record, so the
+// appender can encode a record before the writer knows its revision.
+const revisionAt = 1
+
+// encodedRecord is a record encoded by its appender; the writer fills in the revision.
+type encodedRecord struct {
+	value          []byte
+	metadata, data []byte // alias value
+}
+
+// encodeRecord encodes p, stored in stream, without its position (the key holds it):
+// format byte, revision (8 bytes, big endian; zero until setRevision), then stream,
+// event_id, type, content hash, metadata and data, each as uvarint length + bytes.
+func encodeRecord(stream string, p *store.Proposed) encodedRecord {
+	v := make([]byte, 0, encodedRecordSize(stream, p))
+	v = append(v, recordFormat)
+	v = binary.BigEndian.AppendUint64(v, 0)
+	for _, s := range [...]string{stream, p.EventID, p.Type, p.ContentHash} {
+		v = binary.AppendUvarint(v, uint64(len(s)))
+		v = append(v, s...)
 	}
-	for _, b := range [...][]byte{r.Metadata, r.Data} {
-		dst = binary.AppendUvarint(dst, uint64(len(b)))
-		dst = append(dst, b...)
+	v = binary.AppendUvarint(v, uint64(len(p.Metadata)))
+	metaAt := len(v)
+	v = append(v, p.Metadata...)
+	v = binary.AppendUvarint(v, uint64(len(p.Data)))
+	dataAt := len(v)
+	v = append(v, p.Data...)
+	return encodedRecord{
+		value:    v,
+		metadata: v[metaAt : metaAt+len(p.Metadata) : metaAt+len(p.Metadata)],
+		data:     v[dataAt:len(v):len(v)],
 	}
-	return dst
+}
+
+func (e *encodedRecord) setRevision(rev uint64) {
+	binary.BigEndian.PutUint64(e.value[revisionAt:], rev)
 }
 
 func encodedRecordSize(stream string, p *store.Proposed) int {
-	return 1 + 10 + 5*6 + len(stream) + len(p.EventID) + len(p.Type) + len(p.ContentHash) + len(p.Metadata) + len(p.Data)
+	return 1 + 8 + 6*binary.MaxVarintLen32 + len(stream) + len(p.EventID) + len(p.Type) + len(p.ContentHash) + len(p.Metadata) + len(p.Data)
 }
 
 var errCorrupt = errors.New("embedded: corrupt record")
@@ -123,12 +144,11 @@ func decodeRecordView(v []byte) (recordView, error) {
 		return rv, errCorrupt
 	}
 	v = v[1:]
-	rev, n := binary.Uvarint(v)
-	if n <= 0 {
+	if len(v) < 8 {
 		return rv, errCorrupt
 	}
-	rv.revision = rev
-	v = v[n:]
+	rv.revision = binary.BigEndian.Uint64(v)
+	v = v[8:]
 	fields := [...]*[]byte{&rv.stream, &rv.eventID, &rv.typ, &rv.contentHash, &rv.metadata, &rv.data}
 	for _, f := range fields {
 		l, n := binary.Uvarint(v)

@@ -19,7 +19,11 @@ type appendReq struct {
 	stream   string
 	expected ledger.ExpectedRevision
 	records  []store.Proposed
-	size     int
+	// encoded holds the records' values, encoded by the appender. The writer reads
+	// only these and the records' strings, never the caller's byte slices, so an
+	// appender that gives up (ctx ended) may reuse its buffers at once.
+	encoded []encodedRecord
+	size    int
 	// abandoned is the appender's ctx.Done(): the writer skips an append whose caller
 	// has already gone.
 	abandoned <-chan struct{}
@@ -53,11 +57,13 @@ func (s *Store) Append(ctx context.Context, stream string, expected ledger.Expec
 		stream:    stream,
 		expected:  expected,
 		records:   records,
+		encoded:   make([]encodedRecord, len(records)),
 		abandoned: ctx.Done(),
 		reply:     make(chan appendReply, 1),
 	}
 	for i := range records {
-		r.size += encodedRecordSize(stream, &records[i])
+		r.encoded[i] = encodeRecord(stream, &records[i])
+		r.size += len(r.encoded[i].value)
 	}
 	select {
 	case s.reqs <- r:
@@ -246,29 +252,28 @@ func (s *Store) prepare(b *pebble.Batch, g *groupState, r *appendReq) (store.App
 		return store.AppendResult{}, &ledger.ConflictError{Stream: r.stream, Expected: r.expected, Actual: head}
 	}
 	out := make([]store.Record, len(r.records))
-	var val []byte
 	for i := range r.records {
-		p := &r.records[i]
+		p, enc := &r.records[i], &r.encoded[i]
 		pos := g.next
 		g.next++
-		rec := store.Record{
+		rev := uint64(head + 1 + int64(i))
+		enc.setRevision(rev)
+		out[i] = store.Record{
 			Stream:      r.stream,
-			Revision:    uint64(head + 1 + int64(i)),
+			Revision:    rev,
 			Position:    ledger.Position{Commit: pos, Prepare: pos},
 			EventID:     p.EventID,
 			Type:        p.Type,
-			Data:        p.Data,
-			Metadata:    p.Metadata,
+			Data:        enc.data,
+			Metadata:    enc.metadata,
 			ContentHash: p.ContentHash,
 		}
-		out[i] = rec
-		g.ids[p.EventID] = rec
+		g.ids[p.EventID] = out[i]
 		pk := encodePos(pos)
-		val = appendRecord(val[:0], &rec)
 		// Batch.Set copies key and value into the batch.
 		if err := errors.Join(
-			b.Set(logKey(pos), val, nil),
-			b.Set(streamKey(r.stream, rec.Revision), pk, nil),
+			b.Set(logKey(pos), enc.value, nil),
+			b.Set(streamKey(r.stream, rev), pk, nil),
 			b.Set(eventKey(p.EventID), pk, nil),
 		); err != nil {
 			return store.AppendResult{}, fmt.Errorf("embedded: batch: %w", err)
