@@ -18,6 +18,8 @@
 // ("ledgerctl verify --key", "ledgerctl audit --key"). The signing key is generated in
 // <data>/keys/ on first start unless --signing-key names a file; --checkpoint-every and
 // --checkpoint-interval say how often a signed checkpoint is published (also on stop).
+// --metrics-listen ADDR serves Prometheus metrics on http://ADDR/metrics and prints
+// "ledgerd: metrics on http://…/metrics" before "ready".
 package main
 
 import (
@@ -67,6 +69,7 @@ func parseFlags(args []string, getenv func(string) string, usage io.Writer) (con
 	fs.DurationVar(&cfg.ESDBConnectTimeout, "esdb-connect-timeout", 0, "with --store esdb://…: refuse to start when EventStoreDB does not answer within this (0: 10s)")
 	fs.StringVar(&cfg.ESDBCompatListen, "esdb-compat-listen", env("LEDGER_ESDB_COMPAT_LISTEN", ""), "also serve EventStoreDB's client protocol (streams, $all, subscriptions) over the store on this address; unauthenticated: bind it to a trusted network (env LEDGER_ESDB_COMPAT_LISTEN)")
 	level := fs.String("log-level", env("LEDGER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env LEDGER_LOG_LEVEL)")
+	fs.StringVar(&cfg.MetricsListen, "metrics-listen", env("LEDGER_METRICS_LISTEN", ""), "serve Prometheus metrics at http://ADDR/metrics (port 0 picks one; the bound address is printed); empty: no metrics (env LEDGER_METRICS_LISTEN)")
 	format := fs.String("log-format", env("LEDGER_LOG_FORMAT", "text"), "log format: text or json (env LEDGER_LOG_FORMAT)")
 	fs.StringVar(&cfg.Integrity.SigningKey, "signing-key", env("LEDGER_SIGNING_KEY", ""), "file holding the checkpoint signing key; default: generated in <data>/keys/ on first start (env LEDGER_SIGNING_KEY)")
 	fs.StringVar(&cfg.Integrity.Origin, "origin", env("LEDGER_ORIGIN", ""), "the log's origin in checkpoints, e.g. stanceledger.example/prod; default: the signing key's name (env LEDGER_ORIGIN)")

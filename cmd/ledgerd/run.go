@@ -35,6 +35,8 @@ type config struct {
 	ESDBCompatListen string
 	LogLevel         slog.Level
 	LogFormat        string
+	// MetricsListen, when set, is the address of the Prometheus /metrics endpoint.
+	MetricsListen string
 	// Integrity configures the integrity projection and its checkpoints.
 	Integrity integrityConfig
 }
@@ -53,7 +55,11 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	if err := os.MkdirAll(data, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	st, err := openStore(ctx, cfg, data, log)
+	tel, err := newTelemetry(cfg.MetricsListen != "")
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, data, log, tel.onCommit())
 	if err != nil {
 		return err
 	}
@@ -95,8 +101,11 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 			s.ReportProjection(name, serving)
 		}
 	}
-	runner, err := projections.NewRunner(st, log, &projections.RunnerOptions{OnHealth: onHealth}, iview, positions)
+	runner, err := projections.NewRunner(st, log, &projections.RunnerOptions{OnHealth: onHealth, Registerer: tel.registerer()}, iview, positions)
 	if err != nil {
+		return err
+	}
+	if err := tel.registerLag(runner, st); err != nil {
 		return err
 	}
 	viewsCtx, stopViews := context.WithCancel(context.WithoutCancel(ctx))
@@ -113,7 +122,7 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 		<-viewsDone
 	}()
 
-	srv, err := server.New(server.Config{Store: st, Logger: log, Integrity: iview, Positions: positions, Rebuilder: runner})
+	srv, err := server.New(server.Config{Store: st, Logger: log, Integrity: iview, Positions: positions, Rebuilder: runner, Metrics: tel.serverMetrics()})
 	if err != nil {
 		return err
 	}
@@ -134,6 +143,13 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 		return err
 	}
 	defer compat()
+	stopMetrics, err := tel.serve(cfg.MetricsListen, out, log)
+	if err != nil {
+		srv.Stop(ctx)
+		<-served
+		return err
+	}
+	defer stopMetrics()
 
 	fmt.Fprintf(out, "ledgerd: listening on %s\n", lis.Addr())
 	fmt.Fprintf(out, "ledgerd: data directory %s\n", data)
@@ -159,11 +175,11 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 
 // openStore opens the log backend named by cfg.Store. This is the one place that knows
 // the backends.
-func openStore(ctx context.Context, cfg config, data string, log *slog.Logger) (store.Store, error) {
+func openStore(ctx context.Context, cfg config, data string, log *slog.Logger, onCommit func(embedded.CommitInfo)) (store.Store, error) {
 	spec := cfg.Store
 	switch {
 	case spec == "embedded":
-		st, err := embedded.Open(filepath.Join(data, "log"), &embedded.Options{Logger: log})
+		st, err := embedded.Open(filepath.Join(data, "log"), &embedded.Options{Logger: log, OnCommit: onCommit})
 		if err != nil {
 			return nil, fmt.Errorf("open the embedded store: %w", err)
 		}

@@ -66,7 +66,7 @@ func TestParseFlags(t *testing.T) {
 
 func TestOpenStoreRefusesUnknownStores(t *testing.T) {
 	for _, spec := range []string{"", "bolt", "esdb:/"} {
-		if st, err := openStore(t.Context(), config{Store: spec}, t.TempDir(), slog.New(slog.DiscardHandler)); err == nil {
+		if st, err := openStore(t.Context(), config{Store: spec}, t.TempDir(), slog.New(slog.DiscardHandler), nil); err == nil {
 			st.Close()
 			t.Errorf("openStore(%q) succeeded", spec)
 		}
