@@ -41,6 +41,10 @@ func (s *Store) GetEvent(ctx context.Context, eventID string) (store.Record, err
 		if err != nil {
 			return err
 		}
+		if pos > s.last.Load() {
+			// Visible in Pebble but not synced yet: not stored as far as readers know.
+			return fmt.Errorf("event %q: %w", eventID, ledger.ErrNotFound)
+		}
 		rec, err = getRecord(db, pos)
 		return err
 	})
@@ -93,7 +97,12 @@ type streamCursor struct {
 }
 
 // readStreamChunk appends up to n records of c's stream to dst and advances c.
+//
+// Pebble makes a batch visible before its WAL sync ends; like ReadAll, a stream read
+// skips records past the last synced position, so it never returns a record a crash
+// could still take back.
 func (s *Store) readStreamChunk(dst []store.Record, c *streamCursor, n int) ([]store.Record, error) {
+	last := s.last.Load()
 	err := s.view(func(db *pebble.DB) error {
 		p := streamPrefix(c.stream)
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
@@ -101,16 +110,35 @@ func (s *Store) readStreamChunk(dst []store.Record, c *streamCursor, n int) ([]s
 			return fmt.Errorf("embedded: read stream: %w", err)
 		}
 		defer it.Close()
-		var valid bool
-		switch {
-		case c.first && !it.First():
+		// entry decodes the iterator's stream index entry.
+		entry := func() (rev, pos uint64, err error) {
+			key := it.Key()
+			if len(key) != len(p)+8 {
+				return 0, 0, fmt.Errorf("embedded: malformed stream key %x", key)
+			}
+			pos, err = decodePos(it.Value())
+			return binary.BigEndian.Uint64(key[len(p):]), pos, err
+		}
+		if c.first {
+			// The stream exists when its revision 0 is synced.
+			exists := it.First()
+			if exists {
+				_, pos, err := entry()
+				if err != nil {
+					return err
+				}
+				exists = pos <= last
+			}
 			if err := it.Error(); err != nil {
 				return fmt.Errorf("embedded: read stream: %w", err)
 			}
-			return fmt.Errorf("stream %q: %w", c.stream, ledger.ErrNotFound)
-		case c.first && c.opts.FromEnd:
-			valid = it.Last()
-		case c.first && c.opts.Backwards && c.opts.From == math.MaxUint64:
+			if !exists {
+				return fmt.Errorf("stream %q: %w", c.stream, ledger.ErrNotFound)
+			}
+		}
+		var valid bool
+		switch {
+		case c.first && (c.opts.FromEnd || c.opts.Backwards && c.opts.From == math.MaxUint64):
 			valid = it.Last()
 		case c.first && c.opts.Backwards:
 			valid = it.SeekLT(streamKey(c.stream, c.opts.From+1))
@@ -121,21 +149,34 @@ func (s *Store) readStreamChunk(dst []store.Record, c *streamCursor, n int) ([]s
 		default:
 			valid = it.SeekGE(streamKey(c.stream, c.next))
 		}
+		if c.first && c.opts.FromEnd || c.opts.Backwards {
+			// Step back over the newest revisions if they are not synced yet.
+			for valid {
+				_, pos, err := entry()
+				if err != nil {
+					return err
+				}
+				if pos <= last {
+					break
+				}
+				valid = it.Prev()
+			}
+		}
 		c.first = false
 		var positions [chunkRecords]uint64
 		var revs [chunkRecords]uint64
 		k := 0
 		for ; valid && k < n; k++ {
-			key := it.Key()
-			if len(key) != len(p)+8 {
-				return fmt.Errorf("embedded: malformed stream key %x", key)
-			}
-			revs[k] = binary.BigEndian.Uint64(key[len(p):])
-			pos, err := decodePos(it.Value())
+			rev, pos, err := entry()
 			if err != nil {
 				return err
 			}
-			positions[k] = pos
+			if pos > last {
+				// Forwards: this and every later revision are not synced yet.
+				valid = false
+				break
+			}
+			revs[k], positions[k] = rev, pos
 			if c.opts.Backwards {
 				valid = it.Prev()
 			} else {
