@@ -62,8 +62,9 @@ func TestBadInputIsRefused(t *testing.T) {
 		return out
 	}
 	for _, tc := range []struct {
-		name  string
-		edit  func(r *ledgerv1.AppendRequest)
+		name string
+		edit func(r *ledgerv1.AppendRequest)
+		// field is the violated field, or "limit NAME" for a limit (ResourceExhausted).
 		field string
 	}{
 		{"party not a slug", func(r *ledgerv1.AppendRequest) { r.Party = "DPRK" }, "party"},
@@ -117,7 +118,7 @@ func TestBadInputIsRefused(t *testing.T) {
 			for i := range 5 {
 				r.Events = append(r.Events, statement("n"+string(rune('a'+i)), "dprk", "msmt-legitimacy", occurred))
 			}
-		}, "events"},
+		}, "limit " + server.LimitMaxEventsPerAppend},
 		{"event too large", func(r *ledgerv1.AppendRequest) { stance(r).Quote = strings.Repeat("q", 5000) }, "events[0]"},
 		{"append too large", func(r *ledgerv1.AppendRequest) { r.Events = many(4) }, "events"},
 	} {
@@ -126,6 +127,17 @@ func TestBadInputIsRefused(t *testing.T) {
 			req := valid()
 			tc.edit(req)
 			_, err := c.Append(t.Context(), proto.Clone(req).(*ledgerv1.AppendRequest))
+			if strings.HasPrefix(tc.field, "limit ") {
+				// A limit, not a field: the ErrorInfo names it and its value.
+				info := errorInfo(t, err)
+				if status.Code(err) != codes.ResourceExhausted || info.GetMetadata()[server.MetaLimit] != server.LimitMaxEventsPerAppend || info.GetMetadata()[server.MetaLimitValue] != "5" {
+					t.Fatalf("got %v (%v), want ResourceExhausted naming %s = 5", err, info, server.LimitMaxEventsPerAppend)
+				}
+				if after := readAllIDs(t, c, &ledgerv1.ReadAllRequest{}); strings.Join(after, ",") != strings.Join(before, ",") {
+					t.Errorf("the log changed: %v → %v", before, after)
+				}
+				return
+			}
 			if status.Code(err) != codes.InvalidArgument {
 				t.Fatalf("got %v, want InvalidArgument", err)
 			}

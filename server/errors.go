@@ -26,6 +26,9 @@ const (
 	// ReasonDuplicateEventID comes with codes.AlreadyExists for a *ledger.DuplicateEventError.
 	// Its metadata holds MetaEventID and MetaReason.
 	ReasonDuplicateEventID = "DUPLICATE_EVENT_ID"
+	// ReasonLimitExceeded comes with codes.ResourceExhausted for a *ledger.LimitError.
+	// Its metadata holds MetaLimit and MetaLimitValue.
+	ReasonLimitExceeded = "LIMIT_EXCEEDED"
 )
 
 // ErrorInfo metadata keys.
@@ -42,6 +45,10 @@ const (
 	MetaEventID = "event_id"
 	// MetaReason says what differs for a duplicate event_id.
 	MetaReason = "reason"
+	// MetaLimit names the exceeded limit as its ledgerd flag does, e.g. "max-events-per-append".
+	MetaLimit = "limit"
+	// MetaLimitValue is the limit's configured value in decimal.
+	MetaLimitValue = "value"
 )
 
 // internalMessage is all a client learns about an unexpected error; the details go to the log.
@@ -63,6 +70,7 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		verr *ledger.ValidationError
 		cerr *ledger.ConflictError
 		derr *ledger.DuplicateEventError
+		lerr *ledger.LimitError
 	)
 	switch {
 	case errors.As(err, &verr):
@@ -95,6 +103,14 @@ func toStatus(ctx context.Context, log *slog.Logger, method string, err error) e
 		})
 	case errors.Is(err, ledger.ErrDuplicateEvent):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.As(err, &lerr):
+		return withDetails(status.New(codes.ResourceExhausted, err.Error()), &errdetails.ErrorInfo{
+			Reason:   ReasonLimitExceeded,
+			Domain:   ErrorDomain,
+			Metadata: map[string]string{MetaLimit: lerr.Limit, MetaLimitValue: strconv.FormatInt(lerr.Value, 10)},
+		})
+	case errors.Is(err, ledger.ErrLimit):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, ledger.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, ledger.ErrUnavailable), errors.Is(err, ledger.ErrClosed):

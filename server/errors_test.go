@@ -47,6 +47,9 @@ func TestErrorTable(t *testing.T) {
 		{name: "refused", err: ledger.ErrRefused, code: codes.PermissionDenied},
 		{name: "deadline", err: fmt.Errorf("read: %w", context.DeadlineExceeded), code: codes.DeadlineExceeded},
 		{name: "canceled", err: context.Canceled, code: codes.Canceled},
+		{name: "limit", err: fmt.Errorf("append: %w", &ledger.LimitError{Limit: "max-events-per-append", Value: 1000}), code: codes.ResourceExhausted,
+			detail: "LIMIT_EXCEEDED stanceledger.v1 limit=max-events-per-append value=1000"},
+		{name: "limit sentinel", err: ledger.ErrLimit, code: codes.ResourceExhausted},
 		{name: "status passes", err: status.Error(codes.ResourceExhausted, "slow down"), code: codes.ResourceExhausted},
 		{name: "unknown", err: errors.New("disk on fire at /secret/path"), code: codes.Internal, message: internalMessage},
 	} {
@@ -78,7 +81,7 @@ func TestErrorTable(t *testing.T) {
 					got = append(got, strings.Join(vs, "; "))
 				case *errdetails.ErrorInfo:
 					s := d.GetReason() + " " + d.GetDomain()
-					for _, k := range []string{MetaActual, MetaEventID, MetaExpected, MetaReason, MetaStream} {
+					for _, k := range []string{MetaActual, MetaEventID, MetaExpected, MetaLimit, MetaReason, MetaStream, MetaLimitValue} {
 						if v, ok := d.GetMetadata()[k]; ok {
 							s += " " + k + "=" + v
 						}

@@ -13,13 +13,17 @@ import (
 )
 
 // The interceptors run outermost first: logging sees the final status, the error
-// table turns domain errors into statuses, and recovery (innermost) turns a handler's
-// panic into Internal so the server keeps serving.
+// table turns domain errors into statuses, authentication and authorization (auth.go)
+// refuse callers before anything else is spent on them, the per-connection call limit
+// and the slow-consumer guard (limits.go) come next, and recovery (innermost) turns a
+// handler's panic into Internal so the server keeps serving.
 
 func (s *Server) unaryInterceptors() []grpc.UnaryServerInterceptor {
 	return []grpc.UnaryServerInterceptor{
 		s.logUnary,
 		s.errorsUnary,
+		s.authUnary,
+		s.connUnary,
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
 	}
 }
@@ -28,6 +32,9 @@ func (s *Server) streamInterceptors() []grpc.StreamServerInterceptor {
 	return []grpc.StreamServerInterceptor{
 		s.logStream,
 		s.errorsStream,
+		s.authStream,
+		s.connStream,
+		s.decodeStream,
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
 	}
 }
@@ -55,6 +62,7 @@ func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerIn
 		return handler(ctx, req)
 	}
 	start := time.Now()
+	ctx, _ = withCallerSlot(ctx)
 	resp, err := handler(ctx, req)
 	s.logCall(ctx, info.FullMethod, start, err)
 	return resp, err
@@ -66,14 +74,15 @@ func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 		return handler(srv, ss)
 	}
 	start := time.Now()
-	err := handler(srv, ss)
+	ctx, _ = withCallerSlot(ctx)
+	err := handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
 	s.logCall(ctx, info.FullMethod, start, err)
 	return err
 }
 
 func (s *Server) logCall(ctx context.Context, method string, start time.Time, err error) {
 	st := status.Convert(err)
-	attrs := []any{"method", method, "code", st.Code().String(), "duration", time.Since(start), "principal", PrincipalFrom(ctx)}
+	attrs := []any{"method", method, "code", st.Code().String(), "duration", time.Since(start), "principal", callerOf(ctx)}
 	if err != nil {
 		attrs = append(attrs, "message", st.Message())
 	}

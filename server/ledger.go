@@ -22,6 +22,11 @@ type ledgerService struct {
 // caller's principal) and appends them atomically to the party's stream.
 func (l *ledgerService) Append(ctx context.Context, req *ledgerv1.AppendRequest) (*ledgerv1.AppendResponse, error) {
 	party := req.GetParty()
+	// Converting and validating a flood of events is work the caller chooses: refuse it
+	// before doing any.
+	if maxEvents := l.s.maxEvents(); len(req.GetEvents()) > maxEvents {
+		return nil, fmt.Errorf("%d events in one append: %w", len(req.GetEvents()), limitErr(LimitMaxEventsPerAppend, int64(maxEvents)))
+	}
 	events := make([]*ledger.Event, len(req.GetEvents()))
 	verr := &ledger.ValidationError{}
 	for i, pe := range req.GetEvents() {

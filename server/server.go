@@ -48,6 +48,13 @@ type Config struct {
 	Positions PositionsView
 	// Rebuilder, when set, is served as the AdminService (rebuild a projection).
 	Rebuilder Rebuilder
+	// Auth, when set, authenticates every call but health and reflection and checks
+	// the caller's role (auth.go). Nil runs the ledger open: every caller may call every
+	// method, as the client certificate's subject or as Anonymous.
+	Auth *Auth
+	// Traffic bounds request size, calls per connection, each principal's request rate
+	// and slow consumers (limits.go); zero fields take defaults.
+	Traffic TrafficLimits
 	// Metrics, when set, receives the server's metrics (metrics.go); its interceptors
 	// run outermost, so they see the status each client receives.
 	Metrics *Metrics
@@ -59,6 +66,12 @@ type Server struct {
 	log    *slog.Logger
 	limits ledger.Limits
 	now    func() time.Time
+
+	auth    *Auth
+	traffic TrafficLimits
+	rates   *rates
+	calls   *connCalls
+	codec   *lenientCodec
 
 	grpc   *grpc.Server
 	health *health.Server
@@ -84,8 +97,13 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		limits:   cfg.Limits,
 		now:      cfg.Now,
+		auth:     cfg.Auth,
+		traffic:  cfg.Traffic.withDefaults(cfg.Limits),
 		stopping: make(chan struct{}),
 	}
+	s.rates = newRates(s.traffic.RatePerSecond, s.traffic.RateBurst)
+	s.calls = &connCalls{max: s.traffic.MaxStreamsPerConn, n: map[string]int{}}
+	s.codec = newLenientCodec()
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -93,7 +111,9 @@ func New(cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	opts := []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(maxRecvMsgSize(s.limits)),
+		grpc.MaxRecvMsgSize(s.traffic.MaxRequestBytes),
+		grpc.MaxConcurrentStreams(transportStreams(s.traffic.MaxStreamsPerConn)),
+		grpc.ForceServerCodecV2(s.codec),
 		grpc.ChainUnaryInterceptor(append(cfg.Metrics.unaryInterceptors(), s.unaryInterceptors()...)...),
 		grpc.ChainStreamInterceptor(append(cfg.Metrics.streamInterceptors(), s.streamInterceptors()...)...),
 	}
