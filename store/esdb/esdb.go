@@ -510,48 +510,8 @@ func (s *Store) Append(ctx context.Context, stream string, expected ledger.Expec
 		seen[p.EventID] = true
 	}
 
-	// Idempotency: which event_ids are stored already?
-	entries := make([]store.EventIndexEntry, len(records))
-	found := make([]bool, len(records))
-	if err := forEach(len(records), func(i int) error {
-		var err error
-		entries[i], found[i], err = s.indexEntry(ctx, records[i].EventID)
-		return err
-	}); err != nil {
-		return store.AppendResult{}, err
-	}
-	nFound := 0
-	for i, p := range records {
-		if !found[i] {
-			continue
-		}
-		nFound++
-		switch e := entries[i]; {
-		case e.Stream != stream:
-			return store.AppendResult{}, &ledger.DuplicateEventError{EventID: p.EventID, Reason: "stored in " + e.Stream}
-		case e.ContentHash != p.ContentHash:
-			return store.AppendResult{}, &ledger.DuplicateEventError{EventID: p.EventID, Reason: "different content"}
-		}
-	}
-	if nFound > 0 && nFound < len(records) {
-		for i, p := range records {
-			if found[i] {
-				return store.AppendResult{}, &ledger.DuplicateEventError{EventID: p.EventID, Reason: "already stored, while other event_ids of the append are not"}
-			}
-		}
-	}
-	if nFound == len(records) {
-		res := store.AppendResult{Records: make([]store.Record, len(records)), AlreadyPresent: true}
-		for i, e := range entries {
-			r, err := s.readAt(ctx, e.Stream, e.Revision)
-			if err != nil {
-				return store.AppendResult{}, err
-			}
-			res.Records[i] = r
-		}
-		last := res.Records[len(records)-1]
-		res.NextExpectedRevision, res.Position = last.Revision, last.Position
-		return res, nil
+	if res, present, err := s.existing(ctx, stream, records); err != nil || present {
+		return res, err
 	}
 
 	events := make([]esdbclient.EventData, len(records))
@@ -574,6 +534,10 @@ func (s *Store) Append(ctx context.Context, stream string, expected ledger.Expec
 	if errors.As(err, &ee) && ee.Code() == esdbclient.ErrorCodeWrongExpectedVersion {
 		// The client's error says expected and actual in text only: read the actual
 		// revision instead of parsing a message.
+		// A concurrent identical append may have stored the records first.
+		if res, present, err := s.existing(ctx, stream, records); err != nil || present {
+			return res, err
+		}
 		actual, rerr := s.lastRevision(ctx, stream)
 		if rerr != nil {
 			return store.AppendResult{}, rerr
@@ -622,6 +586,80 @@ func (s *Store) Append(ctx context.Context, stream string, expected ledger.Expec
 		s.log.Error("esdb: index write failed after append", "stream", stream, "err", err)
 	}
 	return res, nil
+}
+
+// existing finds out from the index whether records are stored already. present is
+// true when every record is stored in stream with the same content (res then holds the
+// stored records); a record stored elsewhere or with other content, or a mix of stored
+// and new records, is a *ledger.DuplicateEventError. Some of the records may be
+// indexed and others not yet while a concurrent identical append writes its index:
+// when the indexed ones sit where one append of all the records would have put them,
+// and the stream holds the others next to them, the records are present.
+func (s *Store) existing(ctx context.Context, stream string, records []store.Proposed) (res store.AppendResult, present bool, err error) {
+	entries := make([]store.EventIndexEntry, len(records))
+	found := make([]bool, len(records))
+	if err := forEach(len(records), func(i int) error {
+		var err error
+		entries[i], found[i], err = s.indexEntry(ctx, records[i].EventID)
+		return err
+	}); err != nil {
+		return res, false, err
+	}
+	nFound, first := 0, -1
+	for i, p := range records {
+		if !found[i] {
+			continue
+		}
+		nFound++
+		if first < 0 {
+			first = i
+		}
+		switch e := entries[i]; {
+		case e.Stream != stream:
+			return res, false, &ledger.DuplicateEventError{EventID: p.EventID, Reason: "stored in " + e.Stream}
+		case e.ContentHash != p.ContentHash:
+			return res, false, &ledger.DuplicateEventError{EventID: p.EventID, Reason: "different content"}
+		}
+	}
+	if nFound == 0 {
+		return res, false, nil
+	}
+	res = store.AppendResult{Records: make([]store.Record, len(records)), AlreadyPresent: true}
+	if nFound == len(records) {
+		for i, e := range entries {
+			if res.Records[i], err = s.readAt(ctx, e.Stream, e.Revision); err != nil {
+				return store.AppendResult{}, false, err
+			}
+		}
+	} else {
+		mixed := &ledger.DuplicateEventError{EventID: records[first].EventID, Reason: "already stored, while other event_ids of the append are not"}
+		if entries[first].Revision < uint64(first) {
+			return store.AppendResult{}, false, mixed
+		}
+		base := entries[first].Revision - uint64(first)
+		n := 0
+		err := s.readEvents(ctx, stream, esdbclient.Forwards, esdbclient.Revision(base), uint64(len(records)), func(ev *esdbclient.RecordedEvent) (bool, error) {
+			r, err := toRecord(ev)
+			if err != nil {
+				return false, err
+			}
+			if r.EventID != records[n].EventID || r.ContentHash != records[n].ContentHash {
+				return false, mixed
+			}
+			res.Records[n] = r
+			n++
+			return true, nil
+		})
+		if err != nil {
+			return store.AppendResult{}, false, err
+		}
+		if n != len(records) {
+			return store.AppendResult{}, false, mixed
+		}
+	}
+	last := res.Records[len(records)-1]
+	res.NextExpectedRevision, res.Position = last.Revision, last.Position
+	return res, true, nil
 }
 
 // writeIndex writes the index entry of r, once.
