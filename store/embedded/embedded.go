@@ -55,6 +55,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	ledger "github.com/stanceledger/ledger"
 	"github.com/stanceledger/ledger/store"
@@ -76,6 +77,9 @@ type Options struct {
 	// OnCommit, when set, is called by the sequencing writer after every group it
 	// commits (metrics.go). It runs on the writer's goroutine: it must be quick.
 	OnCommit func(CommitInfo)
+
+	// fs replaces the file system, for tests that delay syncs.
+	fs vfs.FS
 }
 
 // Stats counts the work of the sequencing writer since Open.
@@ -162,6 +166,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log},
 		MemTableSize:       o.MemTableSize,
+		FS:                 o.fs,
 	}
 	// Most event_id lookups are for new ids: bloom filters answer them without
 	// reading data blocks.
