@@ -20,6 +20,14 @@
 // --checkpoint-interval say how often a signed checkpoint is published (also on stop).
 // --metrics-listen ADDR serves Prometheus metrics on http://ADDR/metrics and prints
 // "ledgerd: metrics on http://…/metrics" before "ready".
+//
+// Security (security.go): --tls-cert/--tls-key serve TLS, --client-ca adds mutual TLS;
+// without TLS ledgerd refuses a non-loopback --listen unless --allow-plaintext.
+// --tokens FILE ("NAME ROLE SHA256HEX" lines, reloaded on SIGHUP) and client
+// certificates authenticate callers as writer, auditor or admin; with neither, ledgerd
+// runs open, on loopback only, and says so at start. --max-request-bytes,
+// --max-events-per-append, --max-streams-per-conn, --rate-per-principal/--rate-burst and
+// --slow-consumer-timeout bound what callers can make it do.
 package main
 
 import (
@@ -75,6 +83,7 @@ func parseFlags(args []string, getenv func(string) string, usage io.Writer) (con
 	fs.StringVar(&cfg.Integrity.Origin, "origin", env("LEDGER_ORIGIN", ""), "the log's origin in checkpoints, e.g. stanceledger.example/prod; default: the signing key's name (env LEDGER_ORIGIN)")
 	fs.Uint64Var(&cfg.Integrity.Every, "checkpoint-every", 0, "publish a signed checkpoint at least every N records (0: 1000)")
 	fs.DurationVar(&cfg.Integrity.Interval, "checkpoint-interval", 0, "publish a signed checkpoint at least this often while records arrive (0: 10s)")
+	addSecurityFlags(fs, env, &cfg.Security)
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

@@ -39,6 +39,8 @@ type config struct {
 	MetricsListen string
 	// Integrity configures the integrity projection and its checkpoints.
 	Integrity integrityConfig
+	// Security configures TLS, authentication and limits (security.go).
+	Security securityConfig
 }
 
 // drainTimeout bounds the graceful stop; calls still running after it are cut off.
@@ -48,6 +50,10 @@ const drainTimeout = 10 * time.Second
 // "ready" on out, serves until ctx ends, then drains and closes. Logs go to logw.
 func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	log := newLogger(logw, cfg)
+	sec, err := cfg.Security.build(cfg.Listen)
+	if err != nil {
+		return err
+	}
 	data, err := filepath.Abs(cfg.Data)
 	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -122,7 +128,8 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 		<-viewsDone
 	}()
 
-	srv, err := server.New(server.Config{Store: st, Logger: log, Integrity: iview, Positions: positions, Rebuilder: runner, Metrics: tel.serverMetrics()})
+	srv, err := server.New(server.Config{Store: st, Logger: log, Integrity: iview, Positions: positions, Rebuilder: runner, Metrics: tel.serverMetrics(),
+		Auth: sec.auth, Traffic: sec.traffic, Limits: sec.limits, GRPCOptions: sec.opts})
 	if err != nil {
 		return err
 	}
@@ -154,6 +161,8 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	fmt.Fprintf(out, "ledgerd: listening on %s\n", lis.Addr())
 	fmt.Fprintf(out, "ledgerd: data directory %s\n", data)
 	fmt.Fprintf(out, "ledgerd: verifier key %s\n", signer.VerifierKey())
+	sec.announce(out, log, cfg.Security)
+	sec.reloadOnHUP(ctx, log)
 	fmt.Fprintf(out, "ledgerd: ready\n")
 	log.Info("ledgerd ready", "addr", lis.Addr().String(), "data", data, "store", cfg.Store)
 
