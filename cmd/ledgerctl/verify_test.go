@@ -314,13 +314,16 @@ func TestVerifyCommand(t *testing.T) {
 	}
 }
 
-var benchLines = flag.Int("verify-lines", 100_000, "records in the export BenchmarkVerifyExport checks (the issue's figure: 1000000)")
+var (
+	benchLines = flag.Int("verify-lines", 100_000, "records in the export BenchmarkVerifyExport checks (the issue's figure: 1000000)")
+	benchKeep  = flag.String("verify-keep", "", "directory where BenchmarkVerifyExport leaves its export, cp.txt and key.pub, to time the ledgerctl binary on them")
+)
 
 // writeExport writes an export of n synthetic records to a file and returns its name and
 // the checkpoint of all of them.
 func writeExport(b *testing.B, n int) (string, *integrity.Checkpoint) {
 	b.Helper()
-	skey, _, err := integrity.GenerateKey("stanceledger.example/bench")
+	skey, vkey, err := integrity.GenerateKey("stanceledger.example/bench")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -328,7 +331,11 @@ func writeExport(b *testing.B, n int) (string, *integrity.Checkpoint) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	name := filepath.Join(b.TempDir(), "replay.jsonl")
+	dir := *benchKeep
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	name := filepath.Join(dir, "replay.jsonl")
 	f, err := os.Create(name)
 	if err != nil {
 		b.Fatal(err)
@@ -352,6 +359,14 @@ func writeExport(b *testing.B, n int) (string, *integrity.Checkpoint) {
 	cp, err := signer.Sign(tree.Size(), tree.Root())
 	if err != nil {
 		b.Fatal(err)
+	}
+	if *benchKeep != "" {
+		if err := os.WriteFile(filepath.Join(dir, "cp.txt"), cp.Note, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "key.pub"), []byte(vkey+"\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return name, cp
 }
