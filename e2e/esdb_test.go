@@ -2,18 +2,23 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
 )
 
 // esdbNode starts a ledgerd on the embedded store that also serves EventStoreDB's
 // protocol (--esdb-compat-listen), and returns it and the esdb:// connection string
 // another ledgerd uses as its --store. It stands in for an EventStoreDB node.
-func esdbNode(t *testing.T) (*ledgerd, string) {
+func esdbNode(t *testing.T, data string) (*ledgerd, string) {
 	t.Helper()
-	node := startLedgerd(t, t.TempDir(), "--esdb-compat-listen", "127.0.0.1:0")
+	node := startLedgerd(t, data, "--esdb-compat-listen", "127.0.0.1:0")
 	if node.compatAddr == "" {
 		t.Fatal("ledgerd printed no esdb-compat address")
 	}
@@ -23,14 +28,14 @@ func esdbNode(t *testing.T) (*ledgerd, string) {
 // TestCrashKill9ESDB is TestCrashKill9 with --store esdb:// against the compatible
 // endpoint: appends through the EventStoreDB backend survive kill -9 the same way.
 func TestCrashKill9ESDB(t *testing.T) {
-	_, url := esdbNode(t)
+	_, url := esdbNode(t, t.TempDir())
 	runCrashKill9(t, "--store", url)
 }
 
 // TestLedgerdOnESDBSeesTheSameLog: records appended through a ledgerd on --store esdb://
 // are the node's records, in the same order, with the same bytes.
 func TestLedgerdOnESDBSeesTheSameLog(t *testing.T) {
-	node, url := esdbNode(t)
+	node, url := esdbNode(t, t.TempDir())
 	p := startLedgerd(t, t.TempDir(), "--store", url)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -53,4 +58,79 @@ func TestLedgerdOnESDBSeesTheSameLog(t *testing.T) {
 		}
 	}
 	p.stop()
+}
+
+// TestFollowSurvivesESDBRestart: a Subscribe (what `ledgerctl replay --follow` uses) on
+// a ledgerd with --store esdb:// goes on with no record lost or repeated while its
+// EventStoreDB (here a ledgerd serving --esdb-compat-listen) is killed and started
+// again on the same data and address; appends fail while it is down and work after.
+func TestFollowSurvivesESDBRestart(t *testing.T) {
+	nodeData := t.TempDir()
+	node, url := esdbNode(t, nodeData)
+	p := startLedgerd(t, t.TempDir(), "--store", url)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+
+	var want []string
+	appendBatch := func(c ledgerv1.LedgerServiceClient) {
+		t.Helper()
+		b := newBatch("follow", 2)
+		if _, err := c.Append(ctx, b.request(nil)); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		want = append(want, b.ids...)
+	}
+	appendBatch(p.client())
+	appendBatch(p.client())
+
+	sub, err := p.client().Subscribe(ctx, &ledgerv1.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	caughtUp := 0
+	recv := func(n int) {
+		t.Helper()
+		for len(got) < n {
+			m, err := sub.Recv()
+			if err != nil {
+				t.Fatalf("Subscribe after %d records: %v", len(got), err)
+			}
+			if m.GetCaughtUp() != nil {
+				caughtUp++
+				continue
+			}
+			got = append(got, m.GetEvent().GetEvent().GetEventId())
+		}
+	}
+	recv(4)
+
+	node.kill()
+	// While EventStoreDB is away, appends fail with Unavailable rather than hang.
+	actx, acancel := context.WithTimeout(ctx, 30*time.Second)
+	_, err = p.client().Append(actx, newBatch("follow", 1).request(nil))
+	acancel()
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("append while EventStoreDB is down: %v, want Unavailable", err)
+	}
+	node = startLedgerd(t, nodeData, "--esdb-compat-listen", node.compatAddr)
+	appendBatch(node.client()) // straight to the node
+	// The follower's store reconnects by itself; its appends work again.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b := newBatch("follow", 2)
+		_, err := p.client().Append(ctx, b.request(nil))
+		if err == nil {
+			want = append(want, b.ids...)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("append after EventStoreDB came back: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	recv(len(want))
+	if strings.Join(got, ",") != strings.Join(want, ",") || caughtUp != 1 {
+		t.Fatalf("followed %v (caught up %d times), want %v once caught up", got, caughtUp, want)
+	}
 }
