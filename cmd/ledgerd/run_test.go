@@ -20,26 +20,34 @@ import (
 	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
 )
 
+// basics is the part of config that TestParseFlags checks; the other flags have tests
+// of their own.
+type basics struct {
+	Data, Listen, Store string
+	LogLevel            slog.Level
+	LogFormat           string
+}
+
 func TestParseFlags(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		args    []string
 		env     map[string]string
-		want    config
+		want    basics
 		wantErr string
 	}{
-		{name: "defaults", want: config{Data: "./data", Listen: "127.0.0.1:7070", Store: "embedded", LogLevel: slog.LevelInfo, LogFormat: "text"}},
+		{name: "defaults", want: basics{Data: "./data", Listen: "127.0.0.1:7070", Store: "embedded", LogLevel: slog.LevelInfo, LogFormat: "text"}},
 		{
 			name: "environment",
 			env: map[string]string{"LEDGER_DATA": "/var/lib/ledger", "LEDGER_LISTEN": "127.0.0.1:9000", "LEDGER_STORE": "esdb://h:2113",
 				"LEDGER_LOG_LEVEL": "debug", "LEDGER_LOG_FORMAT": "json"},
-			want: config{Data: "/var/lib/ledger", Listen: "127.0.0.1:9000", Store: "esdb://h:2113", LogLevel: slog.LevelDebug, LogFormat: "json"},
+			want: basics{Data: "/var/lib/ledger", Listen: "127.0.0.1:9000", Store: "esdb://h:2113", LogLevel: slog.LevelDebug, LogFormat: "json"},
 		},
 		{
 			name: "flags win over the environment",
 			args: []string{"--data", "d", "--listen=127.0.0.1:0", "--log-level", "warn"},
 			env:  map[string]string{"LEDGER_DATA": "/env", "LEDGER_LISTEN": "127.0.0.1:9000"},
-			want: config{Data: "d", Listen: "127.0.0.1:0", Store: "embedded", LogLevel: slog.LevelWarn, LogFormat: "text"},
+			want: basics{Data: "d", Listen: "127.0.0.1:0", Store: "embedded", LogLevel: slog.LevelWarn, LogFormat: "text"},
 		},
 		{name: "bad level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
 		{name: "bad format", env: map[string]string{"LEDGER_LOG_FORMAT": "xml"}, wantErr: "--log-format"},
@@ -57,8 +65,8 @@ func TestParseFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tc.want {
-				t.Errorf("got %+v, want %+v", got, tc.want)
+			if b := (basics{got.Data, got.Listen, got.Store, got.LogLevel, got.LogFormat}); b != tc.want {
+				t.Errorf("got %+v, want %+v", b, tc.want)
 			}
 		})
 	}
