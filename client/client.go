@@ -18,7 +18,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 
 	ledger "github.com/stanceledger/ledger"
 	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
@@ -41,6 +40,8 @@ type options struct {
 	dial  []grpc.DialOption
 	creds bool
 	retry RetryPolicy
+	tls   *TLSOptions // tls.go
+	token string
 }
 
 // RetryPolicy says how Append retries a call that failed with Unavailable. Retrying is
@@ -76,8 +77,8 @@ func WithTransportCredentialsSet() Option {
 }
 
 // Dial connects to the ledger server at addr ("host:port") and waits until the
-// connection is ready. Without transport credentials in the options it talks plaintext
-// (meant for a server on loopback). It fails with an error matching ledger.ErrUnavailable
+// connection is ready. Without WithTLS or transport credentials in the options it talks
+// plaintext, which it allows only to a loopback address (tls.go). It fails with an error matching ledger.ErrUnavailable
 // when the first attempt to connect fails, and with ctx's error when ctx ends first. ctx
 // bounds only the dial; the Client lives until Close.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
@@ -89,9 +90,11 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 	// it is about twice the request, which may be near the server's limit (4 MiB of
 	// events by default): gRPC's default 4 MiB receive limit is too small.
 	dial := append([]grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize))}, o.dial...)
-	if !o.creds {
-		dial = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, dial...)
+	creds, err := o.transport(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	dial = append(creds, dial...)
 	conn, err := grpc.NewClient(addr, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
