@@ -124,35 +124,48 @@ func TestDensePositions(t *testing.T) {
 	}
 }
 
-// TestGroupCommit: many concurrent appenders share syncs.
+// TestGroupCommit: many concurrent appenders share syncs; with groups of one, each
+// append pays its own.
 func TestGroupCommit(t *testing.T) {
-	s := open(t, t.TempDir(), nil)
 	const appenders, each = 32, 10
-	var wg sync.WaitGroup
-	errs := make([]error, appenders)
-	for a := range appenders {
-		wg.Go(func() {
-			for i := range each {
-				id := fmt.Sprintf("%d-%d", a, i)
-				if _, err := s.Append(t.Context(), fmt.Sprintf("party-%d", a), ledger.AnyRevision, []store.Proposed{rec(id, "x")}); err != nil {
-					errs[a] = err
-					return
-				}
+	tests := []struct {
+		name     string
+		maxGroup int
+		grouped  bool
+	}{
+		{"default", 0, true},
+		{"groups of one", 1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t, t.TempDir(), &embedded.Options{MaxGroup: tc.maxGroup})
+			var wg sync.WaitGroup
+			errs := make([]error, appenders)
+			for a := range appenders {
+				wg.Go(func() {
+					for i := range each {
+						id := fmt.Sprintf("%d-%d", a, i)
+						if _, err := s.Append(t.Context(), fmt.Sprintf("party-%d", a), ledger.AnyRevision, []store.Proposed{rec(id, "x")}); err != nil {
+							errs[a] = err
+							return
+						}
+					}
+				})
 			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatal(err)
+			}
+			st := s.Stats()
+			if st.Appends != appenders*each || st.Records != appenders*each {
+				t.Fatalf("stats %+v, want %d appends and records", st, appenders*each)
+			}
+			if grouped := st.Syncs < st.Appends/2; grouped != tc.grouped || st.Syncs > st.Appends {
+				t.Errorf("%d syncs for %d concurrent appends; want grouped = %v", st.Syncs, st.Appends, tc.grouped)
+			}
+			t.Logf("%d appends, %d syncs", st.Appends, st.Syncs)
 		})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	st := s.Stats()
-	if st.Appends != appenders*each || st.Records != appenders*each {
-		t.Fatalf("stats %+v, want %d appends and records", st, appenders*each)
-	}
-	if st.Syncs >= st.Appends/2 {
-		t.Errorf("%d syncs for %d concurrent appends: appends are not grouped", st.Syncs, st.Appends)
-	}
-	t.Logf("%d appends, %d syncs", st.Appends, st.Syncs)
 }
 
 // TestCloseDuringAppends: appends racing Close either succeed or fail with
