@@ -328,16 +328,55 @@ func expectedOf(e ledger.ExpectedRevision) esdbclient.ExpectedRevision {
 	return esdbclient.Any{}
 }
 
+// shortRead is the largest read that runs whole under do's bound: index lookups,
+// single records, the read-back of an append (at most ledger.DefaultLimits.MaxEvents).
+const shortRead = 1024
+
 // readEvents reads up to count events of stream from `from` in direction dir and
 // passes each to f; f returns false to stop. A missing stream is ledger.ErrNotFound.
+//
+// A read of at most shortRead events runs whole in do, bounded by OpTimeout: the
+// client library's error handling inside a read can wait for a reconnection without
+// looking at ctx, and these reads back appends and lookups that must not hang.
+// Longer reads stream, and are bounded by ctx.
 func (s *Store) readEvents(ctx context.Context, stream string, dir esdbclient.Direction, from esdbclient.StreamPosition, count uint64, f func(*esdbclient.RecordedEvent) (bool, error)) error {
 	if s.closed.Load() {
 		return ledger.ErrClosed
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
+	op := "read " + stream
+	if count <= shortRead {
+		var evs []*esdbclient.RecordedEvent
+		err := s.do(ctx, op, func(ctx context.Context) error {
+			rs, err := s.client.ReadStream(ctx, stream, esdbclient.ReadStreamOptions{Direction: dir, From: from}, count)
+			if err != nil {
+				return err
+			}
+			defer rs.Close()
+			for {
+				ev, err := rs.Recv()
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				evs = append(evs, ev.OriginalEvent())
+			}
+		})
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			if more, err := f(ev); err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	}
 	var rs *esdbclient.ReadStream
-	err := s.do(ctx, "read "+stream, func(ctx context.Context) error {
+	err := s.do(ctx, op, func(ctx context.Context) error {
 		var err error
 		rs, err = s.client.ReadStream(ctx, stream, esdbclient.ReadStreamOptions{Direction: dir, From: from}, count)
 		return err
@@ -357,7 +396,7 @@ func (s *Store) readEvents(ctx context.Context, stream string, dir esdbclient.Di
 			if ctx.Err() != nil && !s.closed.Load() {
 				return ctx.Err()
 			}
-			return s.mapErr("read "+stream, err)
+			return s.mapErr(op, err)
 		}
 		more, err := f(ev.OriginalEvent())
 		if err != nil || !more {
