@@ -255,7 +255,15 @@ func testSubscribeWhileAppending(t *testing.T, e *env) {
 			}
 		})
 	}
-	<-half
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-half:
+	case <-done: // every writer failed early; the loop below reports why
+	}
 	mu.Lock()
 	ackedBefore := make(map[string]bool, len(acked))
 	for id := range acked {
@@ -271,11 +279,6 @@ func testSubscribeWhileAppending(t *testing.T, e *env) {
 		end      store.Record
 		endID    string
 	)
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
 	for {
 		var m store.Message
 		select {
