@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +325,69 @@ func TestRefusals(t *testing.T) {
 	v, err := c.GetServerVersion()
 	if err != nil || v.Major != 24 {
 		t.Fatalf("server version = %+v, %v", v, err)
+	}
+}
+
+// TestSubscribeToStream: a stream subscription from the start, from a revision (after
+// it, as in EventStoreDB) and from the end, each catching up and then going live.
+func TestSubscribeToStream(t *testing.T) {
+	_, c := serve(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if _, err := c.AppendToStream(ctx, "party-dprk", esdbclient.AppendToStreamOptions{}, eventData(t, fmt.Sprintf("s%d", i), "dprk", i)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.AppendToStream(ctx, "party-russia", esdbclient.AppendToStreamOptions{}, eventData(t, fmt.Sprintf("o%d", i), "russia", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		from esdbclient.StreamPosition
+		// Revisions before CaughtUp, then the live one; each subtest appends one more
+		// record to party-dprk, so the stream grows from subtest to subtest.
+		want string
+	}{
+		{"start", esdbclient.Start{}, "0 1 2 | 3"},
+		{"after revision 1", esdbclient.Revision(1), "2 3 | 4"},
+		{"end", esdbclient.End{}, "| 5"},
+	}
+	live := 3
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sub, err := c.SubscribeToStream(ctx, "party-dprk", esdbclient.SubscribeToStreamOptions{From: tc.from})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			var got []string
+			for !strings.Contains(strings.Join(got, " "), "|") || got[len(got)-1] == "|" {
+				ev := sub.Recv()
+				switch {
+				case ev.SubscriptionDropped != nil:
+					t.Fatal(ev.SubscriptionDropped.Error)
+				case ev.CaughtUp != nil:
+					got = append(got, "|")
+					// The live record: appended to dprk after another stream's record.
+					if _, err := c.AppendToStream(ctx, "party-russia", esdbclient.AppendToStreamOptions{}, eventData(t, fmt.Sprintf("o%d", live), "russia", live)); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := c.AppendToStream(ctx, "party-dprk", esdbclient.AppendToStreamOptions{}, eventData(t, fmt.Sprintf("s%d", live), "dprk", live)); err != nil {
+						t.Fatal(err)
+					}
+					live++
+				case ev.EventAppeared != nil:
+					e := ev.EventAppeared.OriginalEvent()
+					if e.StreamID != "party-dprk" {
+						t.Fatalf("event of %s in a party-dprk subscription", e.StreamID)
+					}
+					got = append(got, strconv.FormatUint(e.EventNumber, 10))
+				}
+			}
+			if g := strings.Join(got, " "); g != tc.want {
+				t.Fatalf("got %q, want %q", g, tc.want)
+			}
+		})
 	}
 }
