@@ -8,11 +8,13 @@ import (
 	"iter"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	ledger "github.com/stanceledger/ledger"
@@ -113,6 +115,7 @@ type Positions struct {
 	db *pebble.DB
 
 	progress *Progress
+	cur      *pairCache // used by Apply only
 
 	wmu      sync.Mutex
 	watchers map[*watcher]struct{}
@@ -143,6 +146,7 @@ func openPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) 
 	return &Positions{
 		dir: dir, fs: fs, log: log, db: db,
 		progress: NewProgress(PositionsName, applied),
+		cur:      newPairCache(applied.IsZero()),
 		watchers: make(map[*watcher]struct{}),
 	}, nil
 }
@@ -157,7 +161,14 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger) (*pebble.DB, ledger.Posi
 	if err := fs.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, ledger.Position{}, err
 	}
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: quietLogger{}})
+	// Bloom filters keep the lookups of keys that are not there (a new pair, a
+	// correction's target) from reading blocks of every table; a 64 MiB cache and
+	// memtable keep a rebuild's working set in memory. Both bound the memory used.
+	cache := pebble.NewCache(64 << 20)
+	defer cache.Unref()
+	opts := &pebble.Options{FS: fs, Logger: quietLogger{}, Cache: cache, MemTableSize: 64 << 20}
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, ledger.Position{}, fmt.Errorf("open positions view %s: %w", dir, err)
 	}
@@ -267,8 +278,14 @@ func (p *Positions) Apply(records []store.Record) error {
 	if p.db == nil {
 		return ledger.ErrClosed
 	}
-	a := applier{b: p.db.NewIndexedBatch(), log: p.log}
+	a := applier{b: p.db.NewIndexedBatch(), log: p.log, cur: p.cur}
 	defer a.b.Close()
+	committed := false
+	defer func() {
+		if !committed {
+			p.cur.reset() // it may hold what the failed batch did
+		}
+	}()
 	if p.watching() {
 		a.changed = make(map[contribKey]struct{})
 	}
@@ -277,10 +294,16 @@ func (p *Positions) Apply(records []store.Record) error {
 		if !last.Less(rec.Position) {
 			return fmt.Errorf("record %s at %s: not after the applied position %s", rec.EventID, rec.Position, last)
 		}
-		if err := a.record(rec); err != nil {
-			return fmt.Errorf("record %s at %s: %w", rec.EventID, rec.Position, err)
-		}
 		last = rec.Position
+	}
+	events, err := decodeAll(records)
+	if err != nil {
+		return err
+	}
+	for i, ev := range events {
+		if err := a.record(records[i].Position, ev); err != nil {
+			return fmt.Errorf("record %s at %s: %w", records[i].EventID, records[i].Position, err)
+		}
 	}
 	if err := a.b.Set(keyApplied, putPos(nil, last), nil); err != nil {
 		return err
@@ -288,6 +311,7 @@ func (p *Positions) Apply(records []store.Record) error {
 	if err := a.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit positions batch: %w", err)
 	}
+	committed = true
 	p.progress.Advance(last)
 	if a.changed != nil {
 		p.notify(p.db, a.changed, last)
@@ -300,29 +324,90 @@ type applier struct {
 	b       *pebble.Batch
 	log     *slog.Logger
 	changed map[contribKey]struct{} // pairs whose current stance may have changed; nil when nobody watches
+	cur     *pairCache
 	buf     []byte
 }
 
-func (a *applier) record(rec store.Record) error {
-	ev, _, err := ledger.Decode(rec.Type, rec.Data, rec.Metadata)
-	if err != nil {
-		return err
+// pairState is what the applier needs to know of a pair to add a version: whether
+// the pair is indexed, and the suffix of its current version, if any.
+type pairState struct {
+	known, has bool
+	suffix     [suffixLen]byte
+}
+
+// pairCache remembers pairState for the pairs seen, so applying a record costs no
+// reads. It holds at most maxCachedPairs pairs (then it starts afresh), so its memory
+// is bounded by the size of the table, not of the log. Only the applying goroutine
+// uses it; a batch that fails to commit resets it.
+type pairCache struct {
+	m map[string]pairState
+	// complete is set while the cache holds every pair of the model (it started
+	// with an empty model and was never reset): then a miss means an unknown pair,
+	// with no read, which is what makes a rebuild fast.
+	complete bool
+}
+
+const maxCachedPairs = 1 << 20
+
+// newPairCache returns an empty cache; empty says the model is empty too.
+func newPairCache(empty bool) *pairCache {
+	return &pairCache{m: make(map[string]pairState), complete: empty}
+}
+
+func (c *pairCache) get(party, topic string) (pairState, bool) {
+	st, ok := c.m[party+"\x00"+topic]
+	return st, ok
+}
+
+func (c *pairCache) put(party, topic string, st pairState) {
+	if len(c.m) >= maxCachedPairs {
+		c.reset()
 	}
+	c.m[party+"\x00"+topic] = st
+}
+
+func (c *pairCache) reset() {
+	clear(c.m)
+	c.complete = false
+}
+
+// decodeAll decodes records on up to GOMAXPROCS goroutines: decoding (JSON and the
+// content hash check) is most of the cost of applying a record, and the records of a
+// batch are independent until they are folded, in order, by one goroutine.
+func decodeAll(records []store.Record) ([]*ledger.Event, error) {
+	events := make([]*ledger.Event, len(records))
+	errs := make([]error, len(records))
+	workers := min(runtime.GOMAXPROCS(0), 1+len(records)/64)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(records); i += workers {
+				events[i], _, errs[i] = ledger.Decode(records[i].Type, records[i].Data, records[i].Metadata)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("record %s at %s: %w", records[i].EventID, records[i].Position, err)
+		}
+	}
+	return events, nil
+}
+
+func (a *applier) record(pos ledger.Position, ev *ledger.Event) error {
 	if c, ok := ev.Body.(*ledger.RecordCorrected); ok {
-		return a.correct(rec.Position, ev, c)
+		return a.correct(pos, ev, c)
 	}
-	return a.add(rec.Position, ev)
+	return a.add(pos, ev)
 }
 
 // add stores a stance-bearing record and its contributions.
 func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
+	// The log holds each event_id once (store.Proposed), so no lookup is needed.
 	rk := recordKey(ev.EventID)
-	if _, closer, err := a.b.Get(rk); err == nil {
-		closer.Close()
-		return fmt.Errorf("event_id %q is already in the view", ev.EventID)
-	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return err
-	}
 	contribs := ledger.Contributions(ev)
 	ri := recordInfo{
 		pos: pos, party: ev.Party, parties: attributedParties(ev),
@@ -445,21 +530,33 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 			}})
 		}
 	}
+	oldOcc := ri.occ
 	if fix.effect&EffectRedate != 0 {
 		ri.occ = fix.redatedTo
 	}
-	oldCurrent := ri.current
+	// A pair whose current version was just closed needs its current stance found
+	// again among its versions; elsewhere the new versions compete as usual.
+	rescan := map[contribKey]bool{}
+	for i, ck := range ri.current {
+		st, err := a.current(ck.party, ck.topic)
+		if err != nil {
+			return err
+		}
+		closed := suffix{occ: oldOcc, rec: ri.pos, idx: uint32(i), from: ri.from}.append(nil)
+		if st.has && bytes.Equal(st.suffix[:], closed) {
+			rescan[ck] = true
+		}
+	}
 	ri.from = pos
 	ri.current = make([]contribKey, len(nexts))
 	for i, n := range nexts {
 		ri.current[i] = n.ck
 		n.row.eventID, n.row.sinceEventID = c.CorrectsEventID, ev.EventID
-		if err := a.putVersion(n.ck.party, n.ck.topic, suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: pos}, &n.row, false); err != nil {
+		if err := a.putVersion(n.ck.party, n.ck.topic, suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: pos}, &n.row, !rescan[n.ck]); err != nil {
 			return err
 		}
 	}
-	// The closed versions may have been current: find the current stance again.
-	for _, ck := range append(oldCurrent, ri.current...) {
+	for ck := range rescan {
 		if err := a.recomputeCurrent(ck); err != nil {
 			return err
 		}
@@ -476,37 +573,52 @@ func (a *applier) putVersion(party, topic string, s suffix, row *rowValue, fast 
 	if err := a.b.Set(key, a.buf, nil); err != nil {
 		return err
 	}
-	ck := pairKey(prefixCurrent, party, topic)
-	cur, closer, err := a.b.Get(ck)
-	switch {
-	case err == nil:
-		beats := bytes.Compare(key[len(key)-suffixLen:], cur[:suffixLen]) > 0
-		closer.Close()
-		if !beats || !fast {
-			return nil
-		}
-	case errors.Is(err, pebble.ErrNotFound):
-		// First version of this pair, or the pair has none current: index it.
-		pk := pairKey(prefixPair, party, topic)
-		if _, closer, err := a.b.Get(pk); errors.Is(err, pebble.ErrNotFound) {
-			if err := a.b.Set(pk, nil, nil); err != nil {
-				return err
-			}
-			if err := a.b.Set(pairKey(prefixTopic, topic, party), nil, nil); err != nil {
-				return err
-			}
-		} else if err != nil {
-			return err
-		} else {
-			closer.Close()
-		}
-		if !fast {
-			return nil
-		}
-	default:
+	cur, err := a.current(party, topic)
+	if err != nil {
 		return err
 	}
+	if !cur.known {
+		// First version of this pair: index it.
+		if err := a.b.Set(pairKey(prefixPair, party, topic), nil, nil); err != nil {
+			return err
+		}
+		if err := a.b.Set(pairKey(prefixTopic, topic, party), nil, nil); err != nil {
+			return err
+		}
+		a.cur.put(party, topic, pairState{known: true})
+	}
+	if !fast || cur.has && bytes.Compare(key[len(key)-suffixLen:], cur.suffix[:]) <= 0 {
+		return nil
+	}
 	return a.setCurrent(party, topic, key[len(key)-suffixLen:], a.buf)
+}
+
+// current returns what the view knows of a pair: from the cache, else from the batch.
+func (a *applier) current(party, topic string) (pairState, error) {
+	if st, ok := a.cur.get(party, topic); ok || a.cur.complete {
+		return st, nil
+	}
+	var st pairState
+	v, closer, err := a.b.Get(pairKey(prefixCurrent, party, topic))
+	switch {
+	case err == nil:
+		st.known, st.has = true, true
+		copy(st.suffix[:], v)
+		closer.Close()
+	case errors.Is(err, pebble.ErrNotFound):
+		_, closer, err := a.b.Get(pairKey(prefixPair, party, topic))
+		switch {
+		case err == nil:
+			st.known = true
+			closer.Close()
+		case !errors.Is(err, pebble.ErrNotFound):
+			return st, err
+		}
+	default:
+		return st, err
+	}
+	a.cur.put(party, topic, st)
+	return st, nil
 }
 
 func (a *applier) setCurrent(party, topic string, suf, row []byte) error {
@@ -515,6 +627,9 @@ func (a *applier) setCurrent(party, topic string, suf, row []byte) error {
 	if a.changed != nil {
 		a.changed[contribKey{party, topic}] = struct{}{}
 	}
+	st := pairState{known: true, has: true}
+	copy(st.suffix[:], suf)
+	a.cur.put(party, topic, st)
 	return a.b.Set(pairKey(prefixCurrent, party, topic), v, nil)
 }
 
@@ -540,6 +655,7 @@ func (a *applier) recomputeCurrent(ck contribKey) error {
 	if a.changed != nil {
 		a.changed[ck] = struct{}{}
 	}
+	a.cur.put(ck.party, ck.topic, pairState{known: true})
 	return a.b.Delete(pairKey(prefixCurrent, ck.party, ck.topic), nil)
 }
 
@@ -671,6 +787,7 @@ func (p *Positions) NewBuild() (Projection, error) {
 	return &Positions{
 		dir: dir, fs: p.fs, log: p.log, db: db,
 		progress: NewProgress(PositionsName, applied),
+		cur:      newPairCache(applied.IsZero()),
 		watchers: make(map[*watcher]struct{}),
 	}, nil
 }
@@ -711,6 +828,7 @@ func (p *Positions) SwitchTo(build Projection) error {
 		return err
 	}
 	p.db = db
+	p.cur.reset()
 	p.progress.Advance(applied)
 	return p.fs.RemoveAll(retired)
 }

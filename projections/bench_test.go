@@ -1,0 +1,237 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/store"
+)
+
+// synthetic produces a reproducible stream of records like a busy ledger's: 200
+// parties, 500 topics, statements with one to three stances (a tenth with
+// co-signers), reports, vetoes with 15 votes, and 5% corrections of every kind, with
+// valid times spread over five years in no particular order.
+type synthetic struct {
+	rng  *rand.Rand
+	n    int
+	last map[string][]string // party → its latest stance-bearing event_ids
+}
+
+func newSynthetic(seed uint64) *synthetic {
+	return &synthetic{rng: rand.New(rand.NewPCG(seed, seed)), last: map[string][]string{}}
+}
+
+func (s *synthetic) event() *ledger.Event {
+	s.n++
+	party := fmt.Sprintf("party-%d", s.rng.IntN(200))
+	e := &ledger.Event{
+		EventID:    fmt.Sprintf("ev-%d", s.n),
+		Party:      party,
+		OccurredAt: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(s.rng.IntN(5*365*24)) * time.Hour),
+		Sources:    []ledger.Source{{URL: "https://example.org/news/" + fmt.Sprint(s.n), Publisher: "Example", Language: "en"}},
+	}
+	stances := func() []ledger.Stance {
+		out := make([]ledger.Stance, 1+s.rng.IntN(3))
+		for i := range out {
+			out[i] = ledger.Stance{
+				Topic:     fmt.Sprintf("topic-%d", s.rng.IntN(500)),
+				Alignment: ledger.Alignment(1 + s.rng.IntN(3)), Act: ledger.ActAffirm,
+				Summary: "A summary of what was said, about one line long.", Quote: "The words as reported.",
+			}
+		}
+		return out
+	}
+	targets := s.last[party]
+	switch k := s.rng.IntN(100); {
+	case k < 5 && len(targets) > 0:
+		c := &ledger.RecordCorrected{CorrectsEventID: targets[s.rng.IntN(len(targets))], Reason: "correction"}
+		switch s.rng.IntN(3) {
+		case 0:
+			c.Withdraw = true
+		case 1:
+			c.ReplacementStances = stances()
+		default:
+			t := e.OccurredAt
+			c.CorrectedOccurredAt = &t
+		}
+		e.Body = c
+		return e
+	case k < 80:
+		st := &ledger.StatementIssued{StatementID: e.EventID, Speaker: "spokesperson", Channel: "press briefing", Stances: stances()}
+		if s.rng.IntN(10) == 0 {
+			st.CoSigners = []string{fmt.Sprintf("party-%d", s.rng.IntN(200)), fmt.Sprintf("party-%d", s.rng.IntN(200))}
+		}
+		e.Body = st
+	case k < 95:
+		e.Body = &ledger.ReportPublished{ReportID: e.EventID, Title: "A report", Findings: stances()}
+	default:
+		v := &ledger.MandateVetoed{Body: "unsc", Mandate: fmt.Sprintf("topic-%d", s.rng.IntN(500))}
+		for i := range 15 {
+			v.Votes = append(v.Votes, ledger.MemberVote{Party: fmt.Sprintf("party-%d", (s.rng.IntN(13)*15+i)%200), Vote: ledger.Vote(1 + s.rng.IntN(3))})
+		}
+		e.Body = v
+	}
+	s.last[party] = append(s.last[party], e.EventID)
+	if len(s.last[party]) > 20 {
+		s.last[party] = s.last[party][1:]
+	}
+	return e
+}
+
+// batch returns the next n records at positions after pos.
+func (s *synthetic) batch(b testing.TB, pos uint64, n int) []store.Record {
+	events := make([]*ledger.Event, n)
+	for i := range events {
+		events[i] = s.event()
+	}
+	recs := records(b, events)
+	for i := range recs {
+		recs[i].Position = ledger.Position{Commit: pos + uint64(i) + 1, Prepare: pos + uint64(i) + 1}
+	}
+	return recs
+}
+
+// BenchmarkPositionsApply measures the positions projection's apply rate, in
+// batches of 1000 records, into a read model on disk that keeps growing over the
+// run (so later batches pay for a larger model).
+func BenchmarkPositionsApply(b *testing.B) {
+	p, err := OpenPositions(b.TempDir()+"/views/positions", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	gen := newSynthetic(1)
+	var pos uint64
+	b.ReportAllocs()
+	var applied int
+	var took time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		recs := gen.batch(b, pos, 1000)
+		b.StartTimer()
+		start := time.Now()
+		if err := p.Apply(recs); err != nil {
+			b.Fatal(err)
+		}
+		took += time.Since(start)
+		pos += uint64(len(recs))
+		applied += len(recs)
+	}
+	b.ReportMetric(float64(applied)/took.Seconds(), "records/s")
+}
+
+// BenchmarkRebuild1M fills an embedded log with 1,000,000 synthetic records once,
+// then measures the Runner rebuilding the positions view from position 0: log
+// subscription, decoding, folding and committing, end to end.
+func BenchmarkRebuild1M(b *testing.B) {
+	const total = 1_000_000
+	st := openTestStore(b)
+	gen := newSynthetic(2)
+	for pos := uint64(0); pos < total; {
+		recs := gen.batch(b, pos, 1000)
+		// Appends are per stream: take runs of one party's records.
+		for i := 0; i < len(recs); {
+			j := i + 1
+			for j < len(recs) && recs[j].Stream == recs[i].Stream {
+				j++
+			}
+			var props []store.Proposed
+			for _, r := range recs[i:j] {
+				props = append(props, store.Proposed{EventID: r.EventID, Type: r.Type, Data: r.Data, Metadata: r.Metadata, ContentHash: r.ContentHash})
+			}
+			if _, err := st.Append(context.Background(), recs[i].Stream, ledger.AnyRevision, props); err != nil {
+				b.Fatal(err)
+			}
+			i = j
+		}
+		pos += uint64(len(recs))
+	}
+	last := ledger.Position{Commit: total, Prepare: total}
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := OpenPositions(b.TempDir()+"/views/positions", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		_, stop := startRunner(b, st, nil, p)
+		if err := p.WaitFor(context.Background(), last); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		stop()
+		b.ReportMetric(total/took.Seconds(), "records/s")
+		p.Close()
+	}
+}
+
+// benchModel is a positions model of 200,000 synthetic records for query benchmarks.
+func benchModel(b *testing.B) *Positions {
+	p, err := OpenPositions(b.TempDir()+"/views/positions", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	gen := newSynthetic(3)
+	for pos := uint64(0); pos < 200_000; pos += 1000 {
+		if err := p.Apply(gen.batch(b, pos, 1000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return p
+}
+
+func BenchmarkPositionsQueries(b *testing.B) {
+	p := benchModel(b)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(4, 4))
+	pick := func() (string, string) {
+		return fmt.Sprintf("party-%d", rng.IntN(200)), fmt.Sprintf("topic-%d", rng.IntN(500))
+	}
+	b.Run("GetPosition/current", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			party, topic := pick()
+			if _, _, err := p.Get(ctx, party, topic, Query{}); err != nil && !isNotFound(err) {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("GetPosition/as-of-time-and-position", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			party, topic := pick()
+			q := Query{
+				AsOfTime:     time.Date(2020+rng.IntN(5), 6, 1, 0, 0, 0, 0, time.UTC),
+				AsOfPosition: ledger.Position{Commit: uint64(1 + rng.IntN(200_000)), Prepare: 0},
+			}
+			q.AsOfPosition.Prepare = q.AsOfPosition.Commit
+			if _, _, err := p.Get(ctx, party, topic, q); err != nil && !isNotFound(err) {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ListPositions/party/current", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			party, _ := pick()
+			if _, _, _, err := p.List(ctx, ListFilter{Party: party, Limit: 100}, Query{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ListPositions/topic/as-of-time", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_, topic := pick()
+			q := Query{AsOfTime: time.Date(2020+rng.IntN(5), 6, 1, 0, 0, 0, 0, time.UTC)}
+			if _, _, _, err := p.List(ctx, ListFilter{Topic: topic, Limit: 100}, q); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
