@@ -56,6 +56,7 @@ append one record, get a record by event_id, and replay the log.`,
 		newSnapshotCmd(),
 		newWatchCmd(),
 		newAdminCmd(),
+		newBenchCmd(),
 	)
 	return root
 }
