@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	ledger "github.com/stanceledger/ledger"
@@ -50,6 +51,15 @@ func node(l, r []byte) []byte {
 	return h.Sum(nil)
 }
 
+// mthMemo caches MTH of subslices by their first element and length: the random
+// sizes of one test share most of their subtrees.
+var mthMemo sync.Map // naiveKey → []byte
+
+type naiveKey struct {
+	first *[]byte
+	n     int
+}
+
 // mth is MTH(D[n]).
 func (d naive) mth() []byte {
 	switch len(d) {
@@ -58,8 +68,14 @@ func (d naive) mth() []byte {
 	case 1:
 		return d[0]
 	}
+	key := naiveKey{&d[0], len(d)}
+	if h, ok := mthMemo.Load(key); ok {
+		return h.([]byte)
+	}
 	k := split(len(d))
-	return node(d[:k].mth(), d[k:].mth())
+	h := node(d[:k].mth(), d[k:].mth())
+	mthMemo.Store(key, h)
+	return h
 }
 
 // path is PATH(m, D[n]).
