@@ -45,7 +45,15 @@ func (s *Store) DeleteRisks(ctx context.Context) ([]string, error) {
 	case err != nil:
 		return risks, fmt.Errorf("esdb: reading $settings: %w", err)
 	}
-	risks = append(risks, fmt.Sprintf("user %q can read $settings, which by default only $admins can: an admin may delete any stream and start scavenges", s.cfg.Username))
+	more, err := settingsRisks(data, s.cfg.Username)
+	return append(risks, more...), err
+}
+
+// settingsRisks reads the risks out of a readable $settings event (its JSON data) for
+// user: being able to read it at all, and a $userStreamAcl that lets the user delete
+// or rewrite stream metadata.
+func settingsRisks(data []byte, user string) ([]string, error) {
+	risks := []string{fmt.Sprintf("user %q can read $settings, which by default only $admins can: an admin may delete any stream and start scavenges", user)}
 	var settings struct {
 		UserStreamACL map[string]json.RawMessage `json:"$userStreamAcl"`
 	}
@@ -65,7 +73,7 @@ func (s *Store) DeleteRisks(ctx context.Context) ([]string, error) {
 		} else if err := json.Unmarshal(raw, &roles); err != nil {
 			return risks, fmt.Errorf("esdb: $userStreamAcl %q: %w", right, err)
 		}
-		if slices.Contains(roles, "$all") || (s.cfg.Username != "" && slices.Contains(roles, s.cfg.Username)) {
+		if slices.Contains(roles, "$all") || (user != "" && slices.Contains(roles, user)) {
 			risks = append(risks, fmt.Sprintf("$userStreamAcl %q grants %v, which includes this user", right, roles))
 		}
 	}
