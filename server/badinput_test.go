@@ -1,14 +1,19 @@
 package server_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -200,5 +205,176 @@ func TestOversizeAppendIsRefusedByValidation(t *testing.T) {
 	}
 	if ids := readAllIDs(t, ts.client, &ledgerv1.ReadAllRequest{}); len(ids) != 0 {
 		t.Errorf("the log holds %d records after a refused append", len(ids))
+	}
+}
+
+// rawFrame carries a request's wire bytes as they are, so that tests can send what no
+// well-behaved client would.
+type rawFrame struct{ b []byte }
+
+// rawCodec sends and receives rawFrames unchanged.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(*rawFrame).b)}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	v.(*rawFrame).b = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// field appends one field of wire type typ to b: v is a []byte for BytesType, a uint64
+// for the varint and fixed types, and nil for groups.
+func field(b []byte, num protowire.Number, typ protowire.Type, v any) []byte {
+	b = protowire.AppendTag(b, num, typ)
+	switch typ {
+	case protowire.BytesType:
+		return protowire.AppendBytes(b, v.([]byte))
+	case protowire.VarintType:
+		return protowire.AppendVarint(b, v.(uint64))
+	case protowire.Fixed64Type:
+		return protowire.AppendFixed64(b, v.(uint64))
+	}
+	return b
+}
+
+func marshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMalformedRequests sends requests as raw wire bytes: invalid UTF-8, truncated and
+// mistyped fields, deep nesting, huge repeated fields, unknown enum numbers, timestamps
+// out of range and oversized messages. Each is answered InvalidArgument or
+// ResourceExhausted (never Internal, which gRPC itself answers for a request that does
+// not unmarshal), and the log is unchanged.
+func TestMalformedRequests(t *testing.T) {
+	ts := start(t, server.Config{})
+	appendOK(t, ts.client, "dprk", nil, statement("m0", "dprk", "msmt-legitimacy", occurred))
+
+	validEvent := func() *ledgerv1.Event { return statement("m1", "dprk", "msmt-legitimacy", occurred) }
+	validAppend := func() *ledgerv1.AppendRequest {
+		return &ledgerv1.AppendRequest{Party: "dprk", Events: []*ledgerv1.Event{validEvent()}}
+	}
+	// withQuote marshals a valid append whose quote is q, then swaps q's bytes for bad.
+	swapped := func(q, bad string) []byte {
+		r := validAppend()
+		r.Events[0].GetStatementIssued().Stances[0].Quote = q
+		b := marshal(t, r)
+		return bytes.Replace(b, []byte(q), []byte(bad), 1)
+	}
+	eventWith := func(edit func(e *ledgerv1.Event)) []byte {
+		r := validAppend()
+		edit(r.Events[0])
+		return marshal(t, r)
+	}
+	repeatedEvents := func(n int, each []byte) []byte {
+		b := field(nil, 1, protowire.BytesType, []byte("dprk"))
+		for range n {
+			b = field(b, 3, protowire.BytesType, each)
+		}
+		return b
+	}
+	deep := func(n int) []byte {
+		b := marshal(t, validAppend())
+		for range n {
+			b = protowire.AppendTag(b, 99, protowire.StartGroupType)
+		}
+		for range n {
+			b = protowire.AppendTag(b, 99, protowire.EndGroupType)
+		}
+		return b
+	}
+	valid := marshal(t, validAppend())
+	const (
+		appendM    = "/stanceledger.v1.LedgerService/Append"
+		getM       = "/stanceledger.v1.LedgerService/GetEvent"
+		readM      = "/stanceledger.v1.LedgerService/ReadStream"
+		readAllM   = "/stanceledger.v1.LedgerService/ReadAll"
+		subscribeM = "/stanceledger.v1.LedgerService/Subscribe"
+	)
+	filter := func(f *ledgerv1.Filter) []byte { return marshal(t, &ledgerv1.ReadAllRequest{Filter: f}) }
+	for _, tc := range []struct {
+		name   string
+		method string
+		body   []byte
+		want   codes.Code
+	}{
+		{"invalid UTF-8 in party", appendM, field(nil, 1, protowire.BytesType, []byte("dp\xffrk")), codes.InvalidArgument},
+		{"invalid UTF-8 in a quote", appendM, swapped("QQQQ", "Q\xc3\x28Q"), codes.InvalidArgument},
+		{"invalid UTF-8 in event_id", appendM, bytes.Replace(valid, []byte("m1"), []byte("\xffm"), 1), codes.InvalidArgument},
+		{"truncated message", appendM, valid[:len(valid)-3], codes.InvalidArgument},
+		{"length past the end", appendM, append(field(nil, 1, protowire.BytesType, []byte("dprk")), 0x1a, 0xe8, 0x07, 1, 2, 3), codes.InvalidArgument},
+		{"unknown field claiming a terabyte", appendM, append(protowire.AppendTag(nil, 1000, protowire.BytesType), protowire.AppendVarint(nil, 1<<40)...), codes.InvalidArgument},
+		{"party as a varint", appendM, append(field(nil, 1, protowire.VarintType, uint64(5)), valid[6:]...), codes.InvalidArgument},
+		{"events as fixed64", appendM, field(field(nil, 1, protowire.BytesType, []byte("dprk")), 3, protowire.Fixed64Type, uint64(7)), codes.InvalidArgument},
+		{"event that is not a message", appendM, field(field(nil, 1, protowire.BytesType, []byte("dprk")), 3, protowire.BytesType, []byte{0xff, 0xff, 0xff}), codes.InvalidArgument},
+		{"groups nested 20,000 deep", appendM, deep(20000), codes.InvalidArgument},
+		{"1,001 events", appendM, repeatedEvents(1001, marshal(t, validEvent())), codes.ResourceExhausted},
+		{"100,000 empty events", appendM, repeatedEvents(100000, nil), codes.ResourceExhausted},
+		{"10,000 sources", appendM, eventWith(func(e *ledgerv1.Event) {
+			for range 10000 {
+				e.Sources = append(e.Sources, e.Sources[0])
+			}
+		}), codes.InvalidArgument},
+		{"10,000 stances", appendM, eventWith(func(e *ledgerv1.Event) {
+			s := e.GetStatementIssued()
+			for range 10000 {
+				s.Stances = append(s.Stances, s.Stances[0])
+			}
+		}), codes.InvalidArgument},
+		{"6 MiB request", appendM, field(field(nil, 1, protowire.BytesType, []byte("dprk")), 50, protowire.BytesType, make([]byte, 6<<20)), codes.ResourceExhausted},
+		{"occurred_at in year 10000", appendM, eventWith(func(e *ledgerv1.Event) { e.OccurredAt = &timestamppb.Timestamp{Seconds: 253402300800} }), codes.InvalidArgument},
+		{"occurred_at before year 1", appendM, eventWith(func(e *ledgerv1.Event) { e.OccurredAt = &timestamppb.Timestamp{Seconds: -62135596801} }), codes.InvalidArgument},
+		{"reported_at nanos over a second", appendM, eventWith(func(e *ledgerv1.Event) { e.ReportedAt = &timestamppb.Timestamp{Seconds: 1, Nanos: 1e9} }), codes.InvalidArgument},
+		{"unknown alignment -1", appendM, eventWith(func(e *ledgerv1.Event) { e.GetStatementIssued().Stances[0].Alignment = -1 }), codes.InvalidArgument},
+		{"unknown expected revision kind", appendM, append(valid, field(nil, 2, protowire.BytesType, field(nil, 9, protowire.VarintType, uint64(1)))...), codes.InvalidArgument},
+		{"GetEvent without event_id", getM, nil, codes.InvalidArgument},
+		{"GetEvent invalid UTF-8", getM, field(nil, 1, protowire.BytesType, []byte{0xc0, 0x80}), codes.InvalidArgument},
+		{"ReadStream without party", readM, nil, codes.InvalidArgument},
+		{"ReadStream unknown direction", readM, marshal(t, &ledgerv1.ReadStreamRequest{Party: "dprk", Direction: 99}), codes.InvalidArgument},
+		{"ReadStream invalid UTF-8 party", readM, field(nil, 1, protowire.BytesType, []byte("dprk\xff")), codes.InvalidArgument},
+		{"ReadAll unknown record type", readAllM, filter(&ledgerv1.Filter{Types: []ledgerv1.RecordType{99}}), codes.InvalidArgument},
+		{"ReadAll negative record type", readAllM, filter(&ledgerv1.Filter{Types: []ledgerv1.RecordType{-7}}), codes.InvalidArgument},
+		{"ReadAll occurred_since out of range", readAllM, filter(&ledgerv1.Filter{OccurredSince: &timestamppb.Timestamp{Seconds: 1 << 50}}), codes.InvalidArgument},
+		{"ReadAll party not a slug", readAllM, filter(&ledgerv1.Filter{Parties: []string{"North Korea"}}), codes.InvalidArgument},
+		{"Subscribe invalid UTF-8 party", subscribeM, field(nil, 2, protowire.BytesType, field(nil, 1, protowire.BytesType, []byte{0xed, 0xa0, 0x80})), codes.InvalidArgument},
+		{"Subscribe occurred_until nanos negative", subscribeM, marshal(t, &ledgerv1.SubscribeRequest{Filter: &ledgerv1.Filter{OccurredUntil: &timestamppb.Timestamp{Nanos: -1}}}), codes.InvalidArgument},
+		{"Subscribe truncated", subscribeM, []byte{0x12, 0x05, 0x0a}, codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := readAllIDs(t, ts.client, &ledgerv1.ReadAllRequest{})
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			var err error
+			if tc.method == appendM || tc.method == getM {
+				err = ts.conn.Invoke(ctx, tc.method, &rawFrame{tc.body}, &rawFrame{}, grpc.ForceCodecV2(rawCodec{}))
+			} else {
+				var s grpc.ClientStream
+				s, err = ts.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, tc.method, grpc.ForceCodecV2(rawCodec{}))
+				if err == nil {
+					if err = s.SendMsg(&rawFrame{tc.body}); err == nil {
+						s.CloseSend()
+						err = s.RecvMsg(&rawFrame{})
+					}
+				}
+			}
+			if status.Code(err) != tc.want {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if after := readAllIDs(t, ts.client, &ledgerv1.ReadAllRequest{}); strings.Join(after, ",") != strings.Join(before, ",") {
+				t.Errorf("the log changed: %v → %v", before, after)
+			}
+		})
+	}
+	if !strings.Contains(ts.logs.String(), "grpc call") || strings.Contains(ts.logs.String(), "handler panicked") {
+		t.Errorf("unexpected log: %.2000s", ts.logs.String())
 	}
 }

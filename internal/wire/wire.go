@@ -168,8 +168,9 @@ func EventToProto(e *ledger.Event) *ledgerv1.Event {
 	return pe
 }
 
-// ExpectedFromProto converts an append's expected revision. Unset (nil, or no kind)
-// means any. A kind set to false (`{"no_stream": false}`) is ambiguous and refused with
+// ExpectedFromProto converts an append's expected revision. Unset (nil) means any; a
+// message with no kind set (empty, or a kind this server does not know) is refused on
+// "expected_revision", so optimistic concurrency is never dropped silently. A kind set to false (`{"no_stream": false}`) is ambiguous and refused with
 // a *ledger.ValidationError on "expected_revision.<kind>", the path within an
 // AppendRequest.
 func ExpectedFromProto(x *ledgerv1.ExpectedRevision) (ledger.ExpectedRevision, error) {
@@ -188,6 +189,11 @@ func ExpectedFromProto(x *ledgerv1.ExpectedRevision) (ledger.ExpectedRevision, e
 		return flag(k.StreamExists, "stream_exists", ledger.StreamExists)
 	case *ledgerv1.ExpectedRevision_Exact:
 		return ledger.ExactRevision(k.Exact), nil
+	}
+	// Absent means any; present with no kind this server knows (an empty message, or a
+	// kind added after it was built) must not silently become "any".
+	if x != nil {
+		return ledger.AnyRevision, ledger.Invalid("expected_revision", "set without a kind: any, no_stream, stream_exists or exact")
 	}
 	return ledger.AnyRevision, nil
 }
