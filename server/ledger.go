@@ -74,6 +74,10 @@ func (l *ledgerService) Append(ctx context.Context, req *ledgerv1.AppendRequest)
 		Events:               make([]*ledgerv1.RecordedEvent, len(res.Records)),
 	}
 	for i, r := range res.Records {
+		if !res.AlreadyPresent && i < len(events) && r.EventID == events[i].EventID {
+			resp.Events[i] = appendedRecord(r, events[i], now, principal)
+			continue
+		}
 		if resp.Events[i], err = recorded(r); err != nil {
 			return nil, err
 		}
