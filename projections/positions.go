@@ -260,15 +260,19 @@ func (p *Positions) Close() error {
 	return err
 }
 
-// Apply folds records into the view and moves its checkpoint to the last record's
-// position, all in one Pebble batch: after a crash the view holds either all of
-// the batch or none of it. Records MUST come in log order after Applied(). The
-// batch is committed without sync: the log is durable, and Pebble's WAL recovers
-// a prefix of committed batches, so a crash at most forgets a suffix of batches,
-// which the Runner applies again from the recovered checkpoint.
+// Apply folds records into the view. Records MUST come in log order after
+// Applied(). Every Pebble batch it commits holds the view's changes for a run of
+// records together with the checkpoint of the last of them, so after a crash the
+// view holds exactly the records up to its checkpoint. (New records go in one batch;
+// each correction commits what precedes it and then gets a batch of its own, since
+// it reads what came before.) Batches are committed without sync: the log is
+// durable, and Pebble's WAL recovers a prefix of committed batches, so a crash at
+// most forgets a suffix of them, which the Runner applies again from the recovered
+// checkpoint.
 //
 // A record that cannot be decoded, or a position at or before Applied(), is an
-// error and nothing of the batch is applied.
+// error, and nothing of the call is applied. A failure to commit may leave a prefix
+// of the records applied, with its checkpoint; Applied() says how far.
 func (p *Positions) Apply(records []store.Record) error {
 	if len(records) == 0 {
 		return nil
@@ -278,8 +282,10 @@ func (p *Positions) Apply(records []store.Record) error {
 	if p.db == nil {
 		return ledger.ErrClosed
 	}
-	a := applier{b: p.db.NewIndexedBatch(), log: p.log, cur: p.cur}
-	defer a.b.Close()
+	if len(p.cur.m) > maxCachedPairs {
+		p.cur.reset()
+	}
+	a := applier{db: p.db, log: p.log, cur: p.cur}
 	committed := false
 	defer func() {
 		if !committed {
@@ -300,16 +306,55 @@ func (p *Positions) Apply(records []store.Record) error {
 	if err != nil {
 		return err
 	}
+	// New records go into a plain batch: writing it costs no index, and the pair
+	// cache answers what applying them needs to know. A correction reads what came
+	// before it, so the records before it are committed first (with their
+	// checkpoint), and it is applied in an indexed batch of its own.
+	a.b, a.r = p.db.NewBatch(), p.db
+	defer func() { a.b.Close() }()
+	var pending ledger.Position // last record in a.b
+	flush := func() error {
+		if pending.IsZero() {
+			return nil
+		}
+		if err := a.b.Set(keyApplied, putPos(nil, pending), nil); err != nil {
+			return err
+		}
+		if err := a.b.Commit(pebble.NoSync); err != nil {
+			return fmt.Errorf("commit positions batch: %w", err)
+		}
+		p.progress.Advance(pending)
+		pending = ledger.Position{}
+		a.b.Close()
+		a.b, a.r = p.db.NewBatch(), p.db
+		return nil
+	}
 	for i, ev := range events {
-		if err := a.record(records[i].Position, ev); err != nil {
-			return fmt.Errorf("record %s at %s: %w", records[i].EventID, records[i].Position, err)
+		pos := records[i].Position
+		c, isFix := ev.Body.(*ledger.RecordCorrected)
+		if !isFix {
+			if err := a.add(pos, ev); err != nil {
+				return fmt.Errorf("record %s at %s: %w", records[i].EventID, pos, err)
+			}
+			pending = pos
+			continue
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		ib := p.db.NewIndexedBatch()
+		a.b.Close()
+		a.b, a.r = ib, ib
+		if err := a.correct(pos, ev, c); err != nil {
+			return fmt.Errorf("record %s at %s: %w", records[i].EventID, pos, err)
+		}
+		pending = pos
+		if err := flush(); err != nil {
+			return err
 		}
 	}
-	if err := a.b.Set(keyApplied, putPos(nil, last), nil); err != nil {
+	if err := flush(); err != nil {
 		return err
-	}
-	if err := a.b.Commit(pebble.NoSync); err != nil {
-		return fmt.Errorf("commit positions batch: %w", err)
 	}
 	committed = true
 	p.progress.Advance(last)
@@ -319,9 +364,13 @@ func (p *Positions) Apply(records []store.Record) error {
 	return nil
 }
 
-// applier folds records into one indexed batch.
+// applier folds records into a batch. r reads what the view holds before the
+// batch's writes: the DB for a plain batch of new records (whose effects the pair
+// cache knows), the batch itself for an indexed one.
 type applier struct {
+	db      *pebble.DB
 	b       *pebble.Batch
+	r       pebble.Reader
 	log     *slog.Logger
 	changed map[contribKey]struct{} // pairs whose current stance may have changed; nil when nobody watches
 	cur     *pairCache
@@ -359,10 +408,9 @@ func (c *pairCache) get(party, topic string) (pairState, bool) {
 	return st, ok
 }
 
+// put records st. The cache is trimmed only between batches (Apply): within one,
+// a pair written by the batch must stay known.
 func (c *pairCache) put(party, topic string, st pairState) {
-	if len(c.m) >= maxCachedPairs {
-		c.reset()
-	}
 	c.m[party+"\x00"+topic] = st
 }
 
@@ -397,12 +445,6 @@ func decodeAll(records []store.Record) ([]*ledger.Event, error) {
 	return events, nil
 }
 
-func (a *applier) record(pos ledger.Position, ev *ledger.Event) error {
-	if c, ok := ev.Body.(*ledger.RecordCorrected); ok {
-		return a.correct(pos, ev, c)
-	}
-	return a.add(pos, ev)
-}
 
 // add stores a stance-bearing record and its contributions.
 func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
@@ -452,7 +494,7 @@ func attributedParties(e *ledger.Event) []string {
 // stance-bearing record already in the view (validation prevents it) changes nothing.
 func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.RecordCorrected) error {
 	rk := recordKey(c.CorrectsEventID)
-	v, closer, err := a.b.Get(rk)
+	v, closer, err := a.r.Get(rk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		a.log.Warn("positions: correction names no stance-bearing record; ignored",
 			"event_id", ev.EventID, "corrects_event_id", c.CorrectsEventID, "position", pos.String())
@@ -492,7 +534,7 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 	for i, ck := range ri.current {
 		key := versionPrefix(ck.party, ck.topic)
 		key = suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: ri.from}.append(key)
-		v, closer, err := a.b.Get(key)
+		v, closer, err := a.r.Get(key)
 		if err != nil {
 			return fmt.Errorf("version of %q for (%s, %s): %w", c.CorrectsEventID, ck.party, ck.topic, err)
 		}
@@ -599,14 +641,14 @@ func (a *applier) current(party, topic string) (pairState, error) {
 		return st, nil
 	}
 	var st pairState
-	v, closer, err := a.b.Get(pairKey(prefixCurrent, party, topic))
+	v, closer, err := a.r.Get(pairKey(prefixCurrent, party, topic))
 	switch {
 	case err == nil:
 		st.known, st.has = true, true
 		copy(st.suffix[:], v)
 		closer.Close()
 	case errors.Is(err, pebble.ErrNotFound):
-		_, closer, err := a.b.Get(pairKey(prefixPair, party, topic))
+		_, closer, err := a.r.Get(pairKey(prefixPair, party, topic))
 		switch {
 		case err == nil:
 			st.known = true
@@ -637,7 +679,7 @@ func (a *applier) setCurrent(party, topic string, suf, row []byte) error {
 // still counts.
 func (a *applier) recomputeCurrent(ck contribKey) error {
 	prefix := versionPrefix(ck.party, ck.topic)
-	it, err := a.b.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := a.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return err
 	}

@@ -202,7 +202,10 @@ func sortedRows(m map[[2]string]PartyPosition) []PartyPosition {
 
 func TestPositionsMatchReferenceFold(t *testing.T) {
 	logs, size := 2000, 40
-	if testing.Short() {
+	switch {
+	case testing.Short() && raceEnabled:
+		logs = 100
+	case testing.Short(), raceEnabled:
 		logs = 250
 	}
 	ctx := t.Context()

@@ -23,8 +23,9 @@ type Projection interface {
 	// as saved with its read model (zero when it has applied nothing).
 	Progress() *Progress
 	// Apply applies records, which come in log order right after the checkpoint,
-	// and saves the new checkpoint (the last record's position) in the same atomic
-	// commit, then advances Progress. On error nothing of the batch may be applied:
+	// saving with every atomic commit of read-model changes the checkpoint of the
+	// last record they cover, and advances Progress. On error the checkpoint MUST
+	// still say exactly which records are applied (none of the batch, or a prefix):
 	// the Runner stops the projection and never skips a record.
 	Apply(records []store.Record) error
 }
