@@ -445,7 +445,6 @@ func decodeAll(records []store.Record) ([]*ledger.Event, error) {
 	return events, nil
 }
 
-
 // add stores a stance-bearing record and its contributions.
 func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 	// The log holds each event_id once (store.Proposed), so no lookup is needed.
