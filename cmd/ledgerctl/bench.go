@@ -64,6 +64,9 @@ ledger
   memory    ledgerd's peak RSS (--spawn: VmHWM in /proc; else process_resident_memory_bytes
             sampled from --metrics-url, when given)
 
+With --spawn, ledgerd runs without its per-principal rate limit (the bench is one
+principal standing for many clients); against --addr, the server's limits apply.
+
 Each append phase and each floor runs for --duration (floors for a quarter of it, at
 least 250ms); an append phase also stops after --max-records records.`,
 		Args: cobra.NoArgs,

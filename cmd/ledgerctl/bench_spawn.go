@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,16 +47,23 @@ func findLedgerd(named string) (string, error) {
 }
 
 // spawnLedgerd starts bin on a fresh data directory under the system temporary
-// directory, listening on 127.0.0.1:0 with metrics on 127.0.0.1:0, and waits for it
-// to print "ready". extra are more ledgerd flags.
+// directory, listening on 127.0.0.1:0 with metrics on 127.0.0.1:0 and without a
+// per-principal rate limit (--rate-per-principal=-1, when bin has that flag), and
+// waits for it to print "ready". extra are more ledgerd flags.
 func spawnLedgerd(ctx context.Context, bin string, extra []string) (*spawned, error) {
 	dir, err := os.MkdirTemp("", "ledgerctl-bench-")
 	if err != nil {
 		return nil, err
 	}
 	s := &spawned{dir: dir, data: filepath.Join(dir, "data"), exited: make(chan struct{}), stderr: &tailBuffer{max: 8 << 10}}
-	args := append([]string{"--data", s.data, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-		"--log-level", "warn"}, extra...)
+	args := []string{"--data", s.data, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-level", "warn"}
+	// The bench is one principal standing for many clients: lift the per-principal
+	// rate limit, when this ledgerd has one and --ledgerd-arg does not set it.
+	if help, _ := exec.CommandContext(ctx, bin, "-h").CombinedOutput(); strings.Contains(string(help), "-rate-per-principal") &&
+		!slices.ContainsFunc(extra, func(a string) bool { return strings.Contains(a, "rate-per-principal") }) {
+		args = append(args, "--rate-per-principal=-1")
+	}
+	args = append(args, extra...)
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stderr = s.stderr
 	out, err := s.cmd.StdoutPipe()
