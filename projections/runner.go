@@ -444,3 +444,14 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (ledger.Position, err
 	r.log.Info("projection rebuilt", "projection", name, "applied", applied.String(), "took", time.Since(start))
 	return applied, nil
 }
+
+// WaitFor blocks until the named projection has applied pos; when ctx ends first,
+// or the projection has stopped, it returns a *LagError saying how far it is. An
+// unknown name gives an error matching ledger.ErrNotFound.
+func (r *Runner) WaitFor(ctx context.Context, name string, pos ledger.Position) error {
+	st, ok := r.byNam[name]
+	if !ok {
+		return fmt.Errorf("%w: no projection %q", ledger.ErrNotFound, name)
+	}
+	return st.p.Progress().WaitFor(ctx, pos)
+}

@@ -198,8 +198,11 @@ func TestRunnerRebuildSwitchesOverWhileServing(t *testing.T) {
 	if err := <-queryErr; err != nil {
 		t.Fatalf("query during rebuild: %v", err)
 	}
-	if err := p.WaitFor(waitCtx(t), ledger.Position{Commit: 300, Prepare: 300}); err != nil {
+	if err := r.WaitFor(waitCtx(t), PositionsName, ledger.Position{Commit: 300, Prepare: 300}); err != nil {
 		t.Fatal(err)
+	}
+	if err := r.WaitFor(t.Context(), "nope", ledger.Position{}); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("WaitFor(nope) = %v", err)
 	}
 	got, digest := table(t, p)
 	clean := openTestPositions(t)
