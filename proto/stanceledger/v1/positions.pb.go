@@ -536,7 +536,7 @@ type ListPositionsRequest struct {
 	// At most this many positions per page; 0 means 100, at most 1000.
 	PageSize int32 `protobuf:"varint,5,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// next_page_token of the previous page. Later pages answer at the first page's
-	// log position.
+	// log position; send the same party, topic and as_of_time with them.
 	PageToken     string    `protobuf:"bytes,6,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	MinPosition   *Position `protobuf:"bytes,7,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
