@@ -204,13 +204,13 @@ func (imp *importer) lookup(ctx context.Context, eventID string) (string, ledger
 	return r.Event.Party, r.Event.Type(), true, nil
 }
 
-// batch is a run of consecutive lines of one party, appended together.
+// batch is a run of consecutive lines of one party, appended together. A correction
+// may name an earlier event of its own batch: the server resolves it within the append.
 type batch struct {
 	party     string
 	first     int // line of the first event
 	last      int
 	events    []*ledger.Event
-	ids       map[string]bool
 	stored    int // the server's size measure (ledger.Limits)
 	wireBytes int
 }
@@ -234,18 +234,16 @@ func (imp *importer) load(ctx context.Context, r io.Reader) error {
 		if len(b.events) > 0 && (e.Party != b.party ||
 			len(b.events) == limits.MaxEvents ||
 			b.stored+stored > limits.MaxAppendBytes ||
-			b.wireBytes+wireBytes > limits.MaxAppendBytes ||
-			correctsWithin(e, b.ids)) {
+			b.wireBytes+wireBytes > limits.MaxAppendBytes) {
 			if err := imp.flush(ctx, b); err != nil {
 				return err
 			}
 			b = &batch{}
 		}
 		if len(b.events) == 0 {
-			b.party, b.first, b.ids = e.Party, line, make(map[string]bool)
+			b.party, b.first = e.Party, line
 		}
 		b.events = append(b.events, e)
-		b.ids[e.EventID] = true
 		b.last = line
 		b.stored += stored
 		b.wireBytes += wireBytes
@@ -258,13 +256,6 @@ func (imp *importer) load(ctx context.Context, r io.Reader) error {
 		return imp.flush(ctx, b)
 	}
 	return nil
-}
-
-// correctsWithin reports whether e corrects one of ids. Such a correction starts a new
-// append, so that what it corrects is stored before it is judged.
-func correctsWithin(e *ledger.Event, ids map[string]bool) bool {
-	c, ok := e.Body.(*ledger.RecordCorrected)
-	return ok && ids[c.CorrectsEventID]
 }
 
 // flush appends b. An append refused because it mixes stored and new event_ids (an

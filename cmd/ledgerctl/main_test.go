@@ -547,3 +547,13 @@ func TestImportSplitsLargeRuns(t *testing.T) {
 		})
 	}
 }
+
+// TestImportCorrectionInSameRun imports a correction right after the record it corrects,
+// in one append: the server resolves what it names within the append.
+func TestImportCorrectionInSameRun(t *testing.T) {
+	addr := startServer(t)
+	in := validLine("a", "dprk") + "\n" + correctionLine("c", "dprk", "a") + "\n"
+	if got := mustCtl(t, addr, in, "import", "-"); got != "imported 2, already present 0\n" {
+		t.Errorf("import printed %q", got)
+	}
+}
