@@ -57,6 +57,7 @@ append one record, get a record by event_id, and replay the log.`,
 		newWatchCmd(),
 		newAdminCmd(),
 		newBenchCmd(),
+		newSoakCmd(),
 	)
 	return root
 }
