@@ -134,24 +134,23 @@ func BenchmarkRebuild1M(b *testing.B) {
 	const total = 1_000_000
 	st := openTestStore(b)
 	gen := newSynthetic(2)
-	for pos := uint64(0); pos < total; {
-		recs := gen.batch(b, pos, 1000)
-		// Appends are per stream: take runs of one party's records.
-		for i := 0; i < len(recs); {
-			j := i + 1
-			for j < len(recs) && recs[j].Stream == recs[i].Stream {
-				j++
+	// Appends are per stream, and each is synced: append each party's records of a
+	// window of 50,000 together (its order kept, so a correction still follows the
+	// record it corrects).
+	for pos := uint64(0); pos < total; pos += 50_000 {
+		byParty := map[string][]store.Proposed{}
+		var order []string
+		for _, r := range gen.batch(b, pos, 50_000) {
+			if _, ok := byParty[r.Stream]; !ok {
+				order = append(order, r.Stream)
 			}
-			var props []store.Proposed
-			for _, r := range recs[i:j] {
-				props = append(props, store.Proposed{EventID: r.EventID, Type: r.Type, Data: r.Data, Metadata: r.Metadata, ContentHash: r.ContentHash})
-			}
-			if _, err := st.Append(context.Background(), recs[i].Stream, ledger.AnyRevision, props); err != nil {
+			byParty[r.Stream] = append(byParty[r.Stream], store.Proposed{EventID: r.EventID, Type: r.Type, Data: r.Data, Metadata: r.Metadata, ContentHash: r.ContentHash})
+		}
+		for _, stream := range order {
+			if _, err := st.Append(context.Background(), stream, ledger.AnyRevision, byParty[stream]); err != nil {
 				b.Fatal(err)
 			}
-			i = j
 		}
-		pos += uint64(len(recs))
 	}
 	last := ledger.Position{Commit: total, Prepare: total}
 	b.ReportAllocs()
