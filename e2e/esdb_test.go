@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -16,9 +17,9 @@ import (
 // esdbNode starts a ledgerd on the embedded store that also serves EventStoreDB's
 // protocol (--esdb-compat-listen), and returns it and the esdb:// connection string
 // another ledgerd uses as its --store. It stands in for an EventStoreDB node.
-func esdbNode(t *testing.T, data string) (*ledgerd, string) {
+func esdbNode(t *testing.T, data string, extra ...string) (*ledgerd, string) {
 	t.Helper()
-	node := startLedgerd(t, data, "--esdb-compat-listen", "127.0.0.1:0")
+	node := startLedgerd(t, data, append([]string{"--esdb-compat-listen", "127.0.0.1:0"}, extra...)...)
 	if node.compatAddr == "" {
 		t.Fatal("ledgerd printed no esdb-compat address")
 	}
@@ -64,10 +65,12 @@ func TestLedgerdOnESDBSeesTheSameLog(t *testing.T) {
 // a ledgerd with --store esdb:// goes on with no record lost or repeated while its
 // EventStoreDB (here a ledgerd serving --esdb-compat-listen) is killed and started
 // again on the same data and address; appends fail while it is down and work after.
+// Its projections go on too: its Merkle tree ends equal to the node's, record for record.
 func TestFollowSurvivesESDBRestart(t *testing.T) {
 	nodeData := t.TempDir()
-	node, url := esdbNode(t, nodeData)
-	p := startLedgerd(t, t.TempDir(), "--store", url)
+	fast := []string{"--checkpoint-interval", "100ms"}
+	node, url := esdbNode(t, nodeData, fast...)
+	p := startLedgerd(t, t.TempDir(), append([]string{"--store", url}, fast...)...)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 
@@ -87,8 +90,11 @@ func TestFollowSurvivesESDBRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	caughtUp := 0
+	var (
+		got      []string
+		last     *ledgerv1.Position
+		caughtUp int
+	)
 	recv := func(n int) {
 		t.Helper()
 		for len(got) < n {
@@ -101,6 +107,7 @@ func TestFollowSurvivesESDBRestart(t *testing.T) {
 				continue
 			}
 			got = append(got, m.GetEvent().GetEvent().GetEventId())
+			last = m.GetEvent().GetPosition()
 		}
 	}
 	recv(4)
@@ -113,7 +120,7 @@ func TestFollowSurvivesESDBRestart(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("append while EventStoreDB is down: %v, want Unavailable", err)
 	}
-	node = startLedgerd(t, nodeData, "--esdb-compat-listen", node.compatAddr)
+	node = startLedgerd(t, nodeData, append([]string{"--esdb-compat-listen", node.compatAddr}, fast...)...)
 	appendBatch(node.client()) // straight to the node
 	// The follower's store reconnects by itself; its appends work again.
 	deadline := time.Now().Add(30 * time.Second)
@@ -132,5 +139,19 @@ func TestFollowSurvivesESDBRestart(t *testing.T) {
 	recv(len(want))
 	if strings.Join(got, ",") != strings.Join(want, ",") || caughtUp != 1 {
 		t.Fatalf("followed %v (caught up %d times), want %v once caught up", got, caughtUp, want)
+	}
+
+	checkpoint := func(l *ledgerd) *ledgerv1.Checkpoint {
+		t.Helper()
+		resp, err := ledgerv1.NewIntegrityServiceClient(l.conn).GetCheckpoint(ctx, &ledgerv1.GetCheckpointRequest{Covering: last})
+		if err != nil {
+			t.Fatalf("GetCheckpoint: %v", err)
+		}
+		return resp.GetCheckpoint()
+	}
+	mine, theirs := checkpoint(p), checkpoint(node)
+	if mine.GetSize() != uint64(len(want)) || theirs.GetSize() != mine.GetSize() || !bytes.Equal(mine.GetRootHash(), theirs.GetRootHash()) {
+		t.Fatalf("checkpoints: over esdb size %d root %x, on the node size %d root %x; want %d records and equal roots",
+			mine.GetSize(), mine.GetRootHash(), theirs.GetSize(), theirs.GetRootHash(), len(want))
 	}
 }
