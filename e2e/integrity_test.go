@@ -94,6 +94,9 @@ func TestSeedStoryVerifiesOffline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if snap.GetCheckpoint() == nil {
+		t.Fatal("the snapshot carries no checkpoint")
+	}
 	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(snap)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +106,7 @@ func TestSeedStoryVerifiesOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := mustLedgerctl(t, nil, "verify", "--export", export, "--checkpoint", cp, "--key", key, "--snapshot", snapFile)
-	if !strings.Contains(out, "digest "+snap.GetDigest()+" recomputed from the export") {
+	if !strings.Contains(out, "digest "+snap.GetDigest()+" recomputed from the export") || !strings.Contains(out, "matches the export") {
 		t.Fatalf("verify --snapshot: %s", out)
 	}
 

@@ -178,3 +178,37 @@ func checkpointToProto(cp *integrity.Checkpoint) *ledgerv1.Checkpoint {
 	}
 	return &ledgerv1.Checkpoint{SignedNote: string(cp.Note), Origin: cp.Origin, Size: cp.Size, RootHash: cp.Root}
 }
+
+// WithSnapshotCheckpoints wraps a PositionService so that every snapshot it returns
+// carries the smallest signed checkpoint covering the snapshot's log position P (DESIGN.md
+// §1 rule 7), waiting within the call's deadline for the integrity view to reach P. An
+// auditor checks the snapshot against it offline ("ledgerctl verify --snapshot").
+func WithSnapshotCheckpoints(ps ledgerv1.PositionServiceServer, v *integrityview.View) ledgerv1.PositionServiceServer {
+	return &snapshotCheckpoints{PositionServiceServer: ps, v: v}
+}
+
+type snapshotCheckpoints struct {
+	ledgerv1.PositionServiceServer
+	v *integrityview.View
+}
+
+// GetSnapshot adds the covering checkpoint to the wrapped service's snapshot.
+func (s *snapshotCheckpoints) GetSnapshot(ctx context.Context, req *ledgerv1.GetSnapshotRequest) (*ledgerv1.GetSnapshotResponse, error) {
+	resp, err := s.PositionServiceServer.GetSnapshot(ctx, req)
+	if err != nil || resp.GetCheckpoint() != nil {
+		return resp, err
+	}
+	pos := wire.PositionFromProto(resp.GetAsOfPosition())
+	if err := s.v.Progress().WaitFor(ctx, pos); err != nil {
+		return nil, err
+	}
+	cp, err := s.v.Covering(pos)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return resp, nil // an empty log: nothing to cover
+	}
+	if err != nil {
+		return nil, err
+	}
+	resp.Checkpoint = checkpointToProto(cp)
+	return resp, nil
+}

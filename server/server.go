@@ -123,7 +123,11 @@ func New(cfg Config) (*Server, error) {
 		ledgerv1.RegisterIntegrityServiceServer(s.grpc, NewIntegrityService(cfg.Integrity, s.log))
 	}
 	if cfg.Positions != nil {
-		ledgerv1.RegisterPositionServiceServer(s.grpc, NewPositionService(cfg.Positions, s.log, s.stopping))
+		ps := NewPositionService(cfg.Positions, s.log, s.stopping)
+		if cfg.Integrity != nil {
+			ps = WithSnapshotCheckpoints(ps, cfg.Integrity)
+		}
+		ledgerv1.RegisterPositionServiceServer(s.grpc, ps)
 	}
 	if cfg.Rebuilder != nil {
 		ledgerv1.RegisterAdminServiceServer(s.grpc, NewAdminService(cfg.Rebuilder))
