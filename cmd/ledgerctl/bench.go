@@ -182,16 +182,20 @@ type healthResult struct {
 // appendResult is one append phase. The lag figures are -1 when the server has no
 // PositionService.
 type appendResult struct {
-	Clients       int     `json:"clients"`
-	Batch         int     `json:"batch"`
-	RecordsPerS   float64 `json:"records_per_s"`
-	AppendsPerS   float64 `json:"appends_per_s"`
-	P50us         float64 `json:"p50_us"`
-	P99us         float64 `json:"p99_us"`
-	P999us        float64 `json:"p999_us"`
-	Records       uint64  `json:"records"`
-	Errors        uint64  `json:"errors"`
-	FirstError    string  `json:"first_error,omitempty"`
+	Clients     int     `json:"clients"`
+	Batch       int     `json:"batch"`
+	RecordsPerS float64 `json:"records_per_s"`
+	AppendsPerS float64 `json:"appends_per_s"`
+	P50us       float64 `json:"p50_us"`
+	P99us       float64 `json:"p99_us"`
+	P999us      float64 `json:"p999_us"`
+	Records     uint64  `json:"records"`
+	Errors      uint64  `json:"errors"`
+	FirstError  string  `json:"first_error,omitempty"`
+	// HealthRPS is the health Check rate at the same number of clients; RatioToHealth
+	// is RecordsPerS over it.
+	HealthRPS     float64 `json:"health_rps"`
+	RatioToHealth float64 `json:"ratio_to_health"`
 	LagMaxRecords int64   `json:"projection_lag_max_records"`
 	CatchUpMS     float64 `json:"projection_catch_up_ms"`
 }
@@ -332,6 +336,9 @@ func runBench(ctx context.Context, o benchOptions, addr string, progress io.Writ
 			if err != nil {
 				return nil, err
 			}
+			if res.HealthRPS = healthRate(rep, c); res.HealthRPS > 0 {
+				res.RatioToHealth = res.RecordsPerS / res.HealthRPS
+			}
 			rep.Append = append(rep.Append, res)
 			sampleRSS()
 		}
@@ -470,10 +477,9 @@ func printBench(w io.Writer, r *benchReport) error {
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "append\trecords/s\tp50 µs\tp99 µs\tp99.9 µs\t× health rate\tlag max\tcatch-up ms\terrors\t")
 	for _, a := range r.Append {
-		hr := healthRate(r, a.Clients)
 		ratio := "-"
-		if hr > 0 {
-			ratio = fmt.Sprintf("%.2f", a.RecordsPerS/hr)
+		if a.HealthRPS > 0 {
+			ratio = fmt.Sprintf("%.2f", a.RatioToHealth)
 		}
 		fmt.Fprintf(tw, "%d clients × %d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.0f\t%d\t\n",
 			a.Clients, a.Batch, a.RecordsPerS, a.P50us, a.P99us, a.P999us, ratio, a.LagMaxRecords, a.CatchUpMS, a.Errors)

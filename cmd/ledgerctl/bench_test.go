@@ -66,7 +66,10 @@ func TestBenchSpawnJSON(t *testing.T) {
 		if p99 := positive("append", a, "p99_us"); p99 < p50 {
 			t.Errorf("append %v: p99 %v below p50 %v", key, p99, p50)
 		}
-		positive("append", a, "records_per_s")
+		rate := positive("append", a, "records_per_s")
+		if h := positive("append", a, "health_rps"); a["ratio_to_health"] != rate/h {
+			t.Errorf("append %v: ratio_to_health %v, want %v", key, a["ratio_to_health"], rate/h)
+		}
 		appended += positive("append", a, "records")
 		if a["errors"].(float64) != 0 {
 			t.Errorf("append %v: %v errors, first %v", key, a["errors"], a["first_error"])
