@@ -198,7 +198,9 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 	t := &Tokens{byHash: map[[sha256.Size]byte]Identity{}}
 	names := map[string]int{}
 	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
+	n := 0
+	for sc.Scan() {
+		n++
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
@@ -229,7 +231,7 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		t.byHash[h] = Identity{Name: name, Role: role}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("line %d: %w", n+1, err)
 	}
 	return t, nil
 }

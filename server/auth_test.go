@@ -115,3 +115,10 @@ func TestOpenModeRecordsAnonymous(t *testing.T) {
 func metadataContext(t *testing.T, kv ...string) context.Context {
 	return metadata.AppendToOutgoingContext(t.Context(), kv...)
 }
+
+func TestParseTokensLongLine(t *testing.T) {
+	_, err := server.ParseTokens(strings.NewReader(tokenLine("a", "writer", "x") + strings.Repeat("x", 100<<10) + "\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "line 2: ") {
+		t.Fatalf("got %v, want an error naming line 2", err)
+	}
+}
