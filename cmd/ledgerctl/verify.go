@@ -330,45 +330,6 @@ func checkLine(lineNo int64, line []byte) *checkedLine {
 	return c
 }
 
-// recordKeysStart begins the record fields replay appends after the event's.
-var recordKeysStart = []byte(`,"revision":`)
-
-// canonicalLine is the fast path of checkLine: it parses only the record fields at the
-// end of line, decodes the stored bytes, and reports whether line is byte for byte what
-// replay writes for them. Then every readable field agrees with the stored bytes, and
-// el holds what the leaf needs. A JSON string cannot hold an unescaped quote, so the
-// last `,"revision":` of a line is where its record fields begin.
-func canonicalLine(line []byte, el *exportLine) bool {
-	i := bytes.LastIndex(line, recordKeysStart)
-	if i < 0 {
-		return false
-	}
-	tail := make([]byte, 0, len(line)-i)
-	tail = append(append(tail, '{'), line[i+1:]...)
-	if err := json.Unmarshal(tail, &el.recordLine); err != nil {
-		return false
-	}
-	ev, md, err := ledger.Decode(el.Stored.EventType, el.Stored.Data, el.Stored.Metadata)
-	if err != nil {
-		return false
-	}
-	rec := client.Recorded{
-		Event: ev, Stream: el.Stream, Revision: el.Revision,
-		Position:   ledger.Position{Commit: el.Position.Commit, Prepare: el.Position.Prepare},
-		RecordedBy: md.RecordedBy,
-		Stored:     client.Stored{Type: el.Stored.EventType, Data: el.Stored.Data, Metadata: el.Stored.Metadata},
-	}
-	if md.RecordedAt != nil {
-		rec.RecordedAt = *md.RecordedAt
-	}
-	again, err := marshalRecord(rec)
-	if err != nil || !bytes.Equal(again, line) {
-		return false
-	}
-	el.EventID = md.EventID
-	return true
-}
-
 // readLine returns the next line without its newline; io.EOF after the last.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')

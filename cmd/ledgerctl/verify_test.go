@@ -537,3 +537,30 @@ func TestVerifySnapshot(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyAcceptsReformattedLines: replay's own lines take the fast path; the same
+// records written with other key order and escapes take the slow path and still verify.
+func TestVerifyAcceptsReformattedLines(t *testing.T) {
+	l := newTestLog(t, 10)
+	for i, line := range l.lines {
+		var el exportLine
+		if !canonicalLine(line, &el) {
+			t.Fatalf("line %d as replay writes it is not canonical", i+1)
+		}
+		if el.EventID != l.recs[i].Event.EventID || el.Stream != l.recs[i].Stream || !bytes.Equal(el.Stored.Data, l.recs[i].Stored.Data) {
+			t.Fatalf("line %d parsed as %+v", i+1, el)
+		}
+	}
+	reformatted := clone(l.lines)
+	for i := range reformatted {
+		reformatted[i] = editLine(t, reformatted[i], func(map[string]any) {}) // keys sorted
+		var el exportLine
+		if canonicalLine(reformatted[i], &el) {
+			t.Fatalf("reformatted line %d taken as canonical", i+1)
+		}
+	}
+	reformatted[3] = bytes.ReplaceAll(reformatted[3], []byte(`"party-`), []byte(`"\u0070arty-`))
+	if n, err := verifyExport(bytes.NewReader(join(reformatted)), l.cp); err != nil || n != 10 {
+		t.Fatalf("reformatted export: %d records, %v", n, err)
+	}
+}
