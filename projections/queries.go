@@ -171,6 +171,10 @@ func (p *Positions) List(ctx context.Context, f ListFilter, q Query) (list []Par
 		return nil, ledger.Position{}, false, err
 	}
 	defer v.close()
+	if q.AsOfTime.IsZero() && at == v.applied && f.Topic == "" {
+		list, more, err = v.listCurrent(ctx, f)
+		return list, at, more, err
+	}
 	for pp, err := range v.pairs(ctx, f.Party, f.Topic, f.AfterParty, f.AfterTopic) {
 		if err != nil {
 			return nil, at, false, err
@@ -188,6 +192,49 @@ func (p *Positions) List(ctx context.Context, f ListFilter, q Query) (list []Par
 		list = append(list, got)
 	}
 	return list, at, false, nil
+}
+
+// listCurrent lists current stances by one range scan of the current table (for
+// every party, or one).
+func (v *view) listCurrent(ctx context.Context, f ListFilter) ([]PartyPosition, bool, error) {
+	lower := []byte{prefixCurrent}
+	if f.Party != "" {
+		lower = pairKey(prefixCurrent, f.Party, "")
+	}
+	upper := prefixEnd(lower)
+	if f.AfterParty != "" {
+		if after := append(pairKey(prefixCurrent, f.AfterParty, f.AfterTopic), 0); bytes.Compare(after, lower) > 0 {
+			lower = after
+		}
+	}
+	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	var list []PartyPosition
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		if f.Limit > 0 && len(list) == f.Limit {
+			return list, true, nil
+		}
+		party, topic, err := splitPair(it.Key())
+		if err != nil {
+			return nil, false, err
+		}
+		val := it.Value()
+		if len(val) < suffixLen {
+			return nil, false, errCorrupt
+		}
+		pp, _, err := decodeVersion(party, topic, val[:suffixLen], val[suffixLen:])
+		if err != nil {
+			return nil, false, err
+		}
+		list = append(list, pp)
+	}
+	return list, false, it.Error()
 }
 
 // pairs yields every (party, topic) that has ever had a contribution, matching
