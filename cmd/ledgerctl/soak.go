@@ -37,7 +37,7 @@ func newSoakCmd() *cobra.Command {
 		Long: `soak holds --writers concurrent writers (each appends --batch records at a time to its own
 party, with exact expected revisions) and --followers subscribers of the whole log against the
 server at --addr for --duration, and prints one line per --report-every: appends and records so
-far, records/s in the interval, append latency p99, errors, the slowest follower's lag in
+far, records/s and append latency p99 in the interval, errors so far, the slowest follower's lag in
 records, and ledgerd's resident memory (VmRSS of --ledgerd-pid, Linux).
 
 At the end every follower must have received every acknowledged record exactly once, in log
@@ -87,7 +87,8 @@ func runSoak(cmd *cobra.Command, o soakOptions, out io.Writer) error {
 		lastAck                    atomic.Uint64
 		firstErr                   atomic.Pointer[error]
 		latMu                      sync.Mutex
-		latencies                  []time.Duration
+		latencies                  []time.Duration // every append's
+		recent                     []time.Duration // since the last report
 	)
 	fail := func(err error) {
 		errCount.Add(1)
@@ -158,6 +159,7 @@ func runSoak(cmd *cobra.Command, o soakOptions, out io.Writer) error {
 				}
 				latMu.Lock()
 				latencies = append(latencies, time.Since(t0))
+				recent = append(recent, time.Since(t0))
 				latMu.Unlock()
 				expected = ledger.ExactRevision(res.NextExpectedRevision)
 				appends.Add(1)
@@ -178,7 +180,8 @@ func runSoak(cmd *cobra.Command, o soakOptions, out io.Writer) error {
 	var prevRecords uint64
 	report := func() {
 		latMu.Lock()
-		p99 := quantile(latencies, 0.99)
+		p99 := quantile(recent, 0.99)
+		recent = recent[:0]
 		latMu.Unlock()
 		n := records.Load()
 		lag := uint64(0)
