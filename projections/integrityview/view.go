@@ -124,7 +124,8 @@ func openModel(dir string, log *slog.Logger) (*pebble.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	// Proofs read nodes all over the tree; the upper levels are hot.
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, CacheSize: 32 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open integrity view %s: %w", dir, err)
 	}
