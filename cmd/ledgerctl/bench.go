@@ -58,6 +58,7 @@ ledger
   append    durable appends for every --clients × --batch (records per Append), each
             client on its own connection and party: records/s, latency p50/p99/p99.9,
             the positions view's largest lag during the load and its catch-up time after
+            (and then the integrity view's, from its lag metric, when metrics are known)
   replay    ReadAll of the whole log to one client that decodes and drops each record
   rebuild   AdminService.RebuildProjection of "positions" (and "integrity" when it can be
             rebuilt) from position 0: records/s until it has applied the log head
@@ -198,6 +199,9 @@ type appendResult struct {
 	RatioToHealth float64 `json:"ratio_to_health"`
 	LagMaxRecords int64   `json:"projection_lag_max_records"`
 	CatchUpMS     float64 `json:"projection_catch_up_ms"`
+	// IntegrityCatchUpMS is how long after the load (and the positions catch-up) the
+	// integrity view's lag metric read 0; -1 without a metrics endpoint.
+	IntegrityCatchUpMS float64 `json:"integrity_catch_up_ms"`
 }
 
 // benchTarget is one target of issue 7 judged on this run.
@@ -335,6 +339,12 @@ func runBench(ctx context.Context, o benchOptions, addr string, progress io.Writ
 			res, err := appendPhase(ctx, cs, factory, probe, c, b, o.duration, o.maxRecords)
 			if err != nil {
 				return nil, err
+			}
+			res.IntegrityCatchUpMS = -1
+			if metricsURL != "" {
+				if took, err := metricCatchUp(ctx, metricsURL, `stanceledger_projection_lag_records{projection="integrity"}`); err == nil {
+					res.IntegrityCatchUpMS = float64(took) / float64(time.Millisecond)
+				}
 			}
 			if res.HealthRPS = healthRate(rep, c); res.HealthRPS > 0 {
 				res.RatioToHealth = res.RecordsPerS / res.HealthRPS
@@ -475,14 +485,14 @@ func printBench(w io.Writer, r *benchReport) error {
 	fmt.Fprintf(w, "fdatasync in %s (%s)\n\n", r.Floors.FdatasyncDir, r.Floors.FdatasyncDirWhy)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "append\trecords/s\tp50 µs\tp99 µs\tp99.9 µs\t× health rate\tlag max\tcatch-up ms\terrors\t")
+	fmt.Fprintln(tw, "append\trecords/s\tp50 µs\tp99 µs\tp99.9 µs\t× health rate\tlag max\tcatch-up ms\tintegrity catch-up ms\terrors\t")
 	for _, a := range r.Append {
 		ratio := "-"
 		if a.HealthRPS > 0 {
 			ratio = fmt.Sprintf("%.2f", a.RatioToHealth)
 		}
-		fmt.Fprintf(tw, "%d clients × %d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.0f\t%d\t\n",
-			a.Clients, a.Batch, a.RecordsPerS, a.P50us, a.P99us, a.P999us, ratio, a.LagMaxRecords, a.CatchUpMS, a.Errors)
+		fmt.Fprintf(tw, "%d clients × %d\t%.0f\t%.0f\t%.0f\t%.0f\t%s\t%d\t%.0f\t%.0f\t%d\t\n",
+			a.Clients, a.Batch, a.RecordsPerS, a.P50us, a.P99us, a.P999us, ratio, a.LagMaxRecords, a.CatchUpMS, a.IntegrityCatchUpMS, a.Errors)
 	}
 	tw.Flush()
 	for _, a := range r.Append {
@@ -555,7 +565,24 @@ func loadAvg() float64 {
 	return v
 }
 
-// scrapeMetric reads one unlabelled series from a Prometheus text endpoint.
+// metricCatchUp polls series on url until it reads 0 (within a minute) and returns
+// how long that took.
+func metricCatchUp(ctx context.Context, url, series string) (time.Duration, error) {
+	start := time.Now()
+	for time.Since(start) < time.Minute {
+		v, err := scrapeMetric(ctx, url, series)
+		if err != nil {
+			return 0, err
+		}
+		if v == 0 {
+			return time.Since(start), nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s did not reach 0 within a minute", series)
+}
+
+// scrapeMetric reads one series (name, with its labels as exposed when it has any) from a Prometheus text endpoint.
 func scrapeMetric(ctx context.Context, url, name string) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

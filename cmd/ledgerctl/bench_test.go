@@ -71,6 +71,9 @@ func TestBenchSpawnJSON(t *testing.T) {
 			t.Errorf("append %v: ratio_to_health %v, want %v", key, a["ratio_to_health"], rate/h)
 		}
 		appended += positive("append", a, "records")
+		if v, ok := a["integrity_catch_up_ms"].(float64); !ok || v < 0 {
+			t.Errorf("append %v: integrity_catch_up_ms = %v, want a time (the spawned ledgerd serves metrics)", key, a["integrity_catch_up_ms"])
+		}
 		if a["errors"].(float64) != 0 {
 			t.Errorf("append %v: %v errors, first %v", key, a["errors"], a["first_error"])
 		}
