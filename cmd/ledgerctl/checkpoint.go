@@ -15,20 +15,20 @@ import (
 
 // auditor returns an Auditor trusting --key, or, without it, the server's own key (trust
 // on first use, said on stderr).
-func auditor(cmd *cobra.Command, c *client.Client, key string, last *integrity.Checkpoint) (*client.Auditor, error) {
+func auditor(cmd *cobra.Command, c *client.Client, key string) (*client.Auditor, error) {
 	if key == "" {
 		k, err := c.VerifierKey(cmd.Context())
 		if err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "ledgerctl: no --key: trusting the server's own key %s\n", k)
-		return c.Auditor(k, last)
+		return c.Auditor(k, nil)
 	}
 	text, err := verifierText(key)
 	if err != nil {
 		return nil, err
 	}
-	return c.Auditor(text, last)
+	return c.Auditor(text, nil)
 }
 
 // verifierText returns the key text of --key, which is the key or a file holding it.
@@ -59,7 +59,7 @@ signed note, or writes it to FILE. "ledgerctl verify" checks an export against i
 				return err
 			}
 			defer c.Close()
-			a, err := auditor(cmd, c, key, nil)
+			a, err := auditor(cmd, c, key)
 			if err != nil {
 				return err
 			}

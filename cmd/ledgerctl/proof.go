@@ -24,7 +24,7 @@ the leaf index, the checkpoint and the audit path.`,
 				return err
 			}
 			defer c.Close()
-			a, err := auditor(cmd, c, key, nil)
+			a, err := auditor(cmd, c, key)
 			if err != nil {
 				return err
 			}
