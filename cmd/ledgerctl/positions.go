@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -73,6 +74,7 @@ func newPositionsCmd() *cobra.Command {
 	var (
 		party, topic, asOf, output string
 		at                         uint64
+		timeout                    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "positions",
@@ -99,7 +101,9 @@ and/or as the log stood at a position (--at-position: a commit number).
 				return err
 			}
 			defer c.Close()
-			resp, err := c.AllPositions(cmd.Context(), &ledgerv1.ListPositionsRequest{
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			resp, err := c.AllPositions(ctx, &ledgerv1.ListPositionsRequest{
 				Party: party, Topic: topic, AsOfTime: t, AsOfPosition: atPosition(at), PageSize: 1000,
 			})
 			if err != nil {
@@ -122,6 +126,7 @@ and/or as the log stood at a position (--at-position: a commit number).
 	f.StringVar(&asOf, "as-of", "", "valid time: RFC 3339 or YYYY-MM-DD (end of that day, UTC)")
 	f.Uint64Var(&at, "at-position", 0, "log position (commit number); default the latest")
 	f.StringVarP(&output, "output", "o", "table", "table or json")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait, e.g. for the view to reach --at-position")
 	return cmd
 }
 
@@ -312,6 +317,7 @@ func newSnapshotCmd() *cobra.Command {
 	var (
 		asOf, file string
 		at         uint64
+		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "snapshot",
@@ -332,7 +338,9 @@ the server has one, the checkpoint covering the position. -o FILE writes it ther
 				return err
 			}
 			defer c.Close()
-			resp, err := c.GetSnapshot(cmd.Context(), &ledgerv1.GetSnapshotRequest{AsOfTime: t, AsOfPosition: atPosition(at)})
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			resp, err := c.GetSnapshot(ctx, &ledgerv1.GetSnapshotRequest{AsOfTime: t, AsOfPosition: atPosition(at)})
 			if err != nil {
 				return err
 			}
@@ -355,6 +363,7 @@ the server has one, the checkpoint covering the position. -o FILE writes it ther
 	f.StringVar(&asOf, "as-of", "", "valid time: RFC 3339 or YYYY-MM-DD (end of that day, UTC)")
 	f.Uint64Var(&at, "at-position", 0, "log position (commit number); default the latest")
 	f.StringVarP(&file, "output", "o", "", "write to this file instead of stdout")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait, e.g. for the view to reach --at-position")
 	return cmd
 }
 

@@ -110,6 +110,12 @@ func TestPositionsCommands(t *testing.T) {
 		})
 	}
 
+	// A position the view has not reached: DeadlineExceeded, saying how far it is.
+	_, errOut, err := ledgerctl(t.Context(), addr, "", "positions", "--at-position", "999", "--timeout", "300ms")
+	if err == nil || !strings.Contains(errOut, "DeadlineExceeded") || !strings.Contains(errOut, "applied the log up to position 14/14") {
+		t.Errorf("positions --at-position 999: %v\n%s", err, errOut)
+	}
+
 	// The seed story's answers, in words.
 	for _, c := range []struct {
 		args []string
