@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
@@ -341,6 +342,9 @@ func (a *adminService) RebuildProjection(ctx context.Context, req *ledgerv1.Rebu
 		return nil, ledger.Invalid("name", "required")
 	}
 	applied, err := a.r.Rebuild(ctx, req.GetName())
+	if errors.Is(err, projections.ErrNotRebuildable) {
+		return nil, ledger.Invalid("name", "projection %q cannot be rebuilt", req.GetName())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rebuild %s: %w", req.GetName(), err)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	ledger "github.com/stanceledger/ledger"
 	"github.com/stanceledger/ledger/projections"
 	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
 	"github.com/stanceledger/ledger/server"
@@ -311,5 +312,20 @@ func TestWatchAndRebuild(t *testing.T) {
 	}
 	if _, err := ledgerv1.NewAdminServiceClient(ps.conn).RebuildProjection(t.Context(), &ledgerv1.RebuildProjectionRequest{Name: "nope"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("rebuild of an unknown projection: %v", err)
+	}
+}
+
+// notRebuildable is a Rebuilder whose only projection cannot be rebuilt.
+type notRebuildable struct{}
+
+func (notRebuildable) Rebuild(ctx context.Context, name string) (ledger.Position, error) {
+	return ledger.Position{}, fmt.Errorf("%w: %s", projections.ErrNotRebuildable, name)
+}
+
+func TestRebuildOfAViewThatCannotBeRebuilt(t *testing.T) {
+	ts := start(t, server.Config{Rebuilder: notRebuildable{}})
+	_, err := ledgerv1.NewAdminServiceClient(ts.conn).RebuildProjection(t.Context(), &ledgerv1.RebuildProjectionRequest{Name: "integrity"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("RebuildProjection(integrity) = %v, want InvalidArgument", err)
 	}
 }
