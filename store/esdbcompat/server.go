@@ -40,6 +40,7 @@ import (
 	features "github.com/EventStore/EventStore-Client-Go/v4/protos/serverfeatures"
 	"github.com/EventStore/EventStore-Client-Go/v4/protos/shared"
 	api "github.com/EventStore/EventStore-Client-Go/v4/protos/streams"
+	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -196,39 +197,17 @@ func uuidOf(u *shared.UUID) ([16]byte, error) {
 	return parseUUID(u.GetString_())
 }
 
+// parseUUID reads the canonical 36-character form only (what the Go client sends);
+// github.com/google/uuid does the parsing.
 func parseUUID(s string) ([16]byte, error) {
-	var out [16]byte
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return out, fmt.Errorf("malformed uuid %q", s)
+	if len(s) != 36 {
+		return [16]byte{}, fmt.Errorf("malformed uuid %q", s)
 	}
-	j := 0
-	for i := 0; i < 36; {
-		if s[i] == '-' {
-			i++
-			continue
-		}
-		hi, ok1 := unhex(s[i])
-		lo, ok2 := unhex(s[i+1])
-		if !ok1 || !ok2 {
-			return out, fmt.Errorf("malformed uuid %q", s)
-		}
-		out[j] = hi<<4 | lo
-		j++
-		i += 2
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return [16]byte{}, fmt.Errorf("malformed uuid %q", s)
 	}
-	return out, nil
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	return u, nil
 }
 
 // uuidMessage encodes u as the client asked: structured (two int64) or string.
