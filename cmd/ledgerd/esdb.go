@@ -8,7 +8,10 @@ import (
 	"net"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/stanceledger/ledger/store"
 	"github.com/stanceledger/ledger/store/esdb"
@@ -42,7 +45,15 @@ func serveESDBCompat(addr string, st store.Store, log *slog.Logger, out io.Write
 	if err != nil {
 		return nil, fmt.Errorf("--esdb-compat-listen: %w", err)
 	}
-	g := grpc.NewServer()
+	// A panic in a handler becomes Internal for that call instead of ending ledgerd.
+	recovered := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.Error("panic in an EventStoreDB-compatible handler", "panic", p)
+		return status.Error(codes.Internal, "internal error")
+	})
+	g := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(recovery.UnaryServerInterceptor(recovered)),
+		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(recovered)),
+	)
 	esdbcompat.New(st, &esdbcompat.Options{Logger: log}).Register(g)
 	done := make(chan struct{})
 	go func() {
