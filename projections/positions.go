@@ -167,7 +167,7 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger) (*pebble.DB, ledger.Posi
 	// memtable applied no faster than a 16 MiB one in BenchmarkPositionsApply.
 	cache := pebble.NewCache(32 << 20)
 	defer cache.Unref()
-	opts := &pebble.Options{FS: fs, Logger: quietLogger{}, Cache: cache, MemTableSize: 16 << 20}
+	opts := &pebble.Options{FS: fs, Logger: QuietPebbleLogger{}, Cache: cache, MemTableSize: 16 << 20}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
@@ -717,12 +717,19 @@ func prefixEnd(prefix []byte) []byte {
 	return nil
 }
 
-// quietLogger keeps Pebble's informational chatter out of the server's log.
-type quietLogger struct{}
+// QuietPebbleLogger is the pebble.Logger of every read model: it keeps Pebble's
+// informational chatter out of the server's log, and panics on Fatalf (Pebble's own
+// logger would exit the process).
+type QuietPebbleLogger struct{}
 
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
+// Infof discards the message.
+func (QuietPebbleLogger) Infof(string, ...any) {}
+
+// Errorf discards the message.
+func (QuietPebbleLogger) Errorf(string, ...any) {}
+
+// Fatalf panics with the message.
+func (QuietPebbleLogger) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
 

@@ -125,7 +125,7 @@ func openModel(dir string, log *slog.Logger) (*pebble.DB, error) {
 		return nil, err
 	}
 	// Proofs read nodes all over the tree; the upper levels are hot.
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, CacheSize: 32 << 20})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: projections.QuietPebbleLogger{}, CacheSize: 32 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open integrity view %s: %w", dir, err)
 	}
@@ -590,13 +590,4 @@ func (r nodeReader) ReadNodes(ctx context.Context, ids []integrity.NodeID) ([][]
 		out[i] = h
 	}
 	return out, nil
-}
-
-// quietLogger keeps Pebble's informational chatter out of the server's log.
-type quietLogger struct{}
-
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
-func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
 }
