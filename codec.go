@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // SchemaVersion is the version of the stored metadata layout written by Encode.
@@ -124,6 +127,18 @@ func utcBody(b Body) Body {
 // not match the bytes, and trailing data are errors matching ErrInvalid. It does not
 // validate the event's content; call Validate for that.
 func Decode(eventType string, data, metadata []byte) (*Event, *Metadata, error) {
+	return decode(eventType, data, metadata, true)
+}
+
+// DecodeTrusted is Decode without recomputing content_sha256: for readers of a log
+// whose records were decoded and checked when they were appended (the read models),
+// where the check would only repeat work. Everything else Decode refuses it refuses
+// too. Auditors and anything reading bytes from outside use Decode.
+func DecodeTrusted(eventType string, data, metadata []byte) (*Event, *Metadata, error) {
+	return decode(eventType, data, metadata, false)
+}
+
+func decode(eventType string, data, metadata []byte, checkContent bool) (*Event, *Metadata, error) {
 	typ, ok := ParseRecordType(eventType)
 	if !ok {
 		return nil, nil, Invalid("type", "unknown record type %q", eventType)
@@ -149,7 +164,7 @@ func Decode(eventType string, data, metadata []byte) (*Event, *Metadata, error) 
 	if md.Schema != SchemaVersion {
 		return nil, nil, Invalid("metadata.schema", "unsupported schema version %d", md.Schema)
 	}
-	if md.ContentSHA256 != "" {
+	if checkContent && md.ContentSHA256 != "" {
 		content := *md
 		content.ContentSHA256, content.RecordedAt, content.RecordedBy = "", nil, ""
 		cb, err := marshal(content)
@@ -167,7 +182,22 @@ func Decode(eventType string, data, metadata []byte) (*Event, *Metadata, error) 
 	return e, md, nil
 }
 
+// unmarshalStrict decodes the one JSON value in b into v (a pointer), refusing unknown fields and
+// trailing data. It reads with the JSON v2 decoder (github.com/go-json-experiment/json),
+// several times faster than encoding/json; what that stricter decoder refuses
+// (duplicate or differently cased names, invalid UTF-8, ...) is read again by
+// unmarshalV1, so Decode accepts exactly what encoding/json accepts, decodes it to the
+// same value (FuzzJSONAgreement checks both) and reports encoding/json's errors.
 func unmarshalStrict(b []byte, v any) error {
+	if jsonv2.Unmarshal(b, v, jsonv2.RejectUnknownMembers(true)) == nil {
+		return nil
+	}
+	reflect.ValueOf(v).Elem().SetZero() // what v2 decoded before it stopped
+	return unmarshalV1(b, v)
+}
+
+// unmarshalV1 is unmarshalStrict with encoding/json alone.
+func unmarshalV1(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -2,14 +2,18 @@ package projections
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	ledger "github.com/stanceledger/ledger"
 	"github.com/stanceledger/ledger/store"
+	"github.com/stanceledger/ledger/store/embedded"
 )
 
 // synthetic produces a reproducible stream of records like a busy ledger's: 200
@@ -127,30 +131,16 @@ func BenchmarkPositionsApply(b *testing.B) {
 	b.ReportMetric(float64(applied)/cpu.Seconds(), "records/cpu-s")
 }
 
+var rebuildLog = flag.String("rebuild-log", "", "directory of the log BenchmarkRebuild1M reads: filled on the first run, reused after (so a CPU profile shows the rebuild alone)")
+
 // BenchmarkRebuild1M fills an embedded log with 1,000,000 synthetic records once,
 // then measures the Runner rebuilding the positions view from position 0: log
 // subscription, decoding, folding and committing, end to end.
 func BenchmarkRebuild1M(b *testing.B) {
 	const total = 1_000_000
-	st := openTestStore(b)
-	gen := newSynthetic(2)
-	// Appends are per stream, and each is synced: append each party's records of a
-	// window of 50,000 together (its order kept, so a correction still follows the
-	// record it corrects).
-	for pos := uint64(0); pos < total; pos += 50_000 {
-		byParty := map[string][]store.Proposed{}
-		var order []string
-		for _, r := range gen.batch(b, pos, 50_000) {
-			if _, ok := byParty[r.Stream]; !ok {
-				order = append(order, r.Stream)
-			}
-			byParty[r.Stream] = append(byParty[r.Stream], store.Proposed{EventID: r.EventID, Type: r.Type, Data: r.Data, Metadata: r.Metadata, ContentHash: r.ContentHash})
-		}
-		for _, stream := range order {
-			if _, err := st.Append(context.Background(), stream, ledger.AnyRevision, byParty[stream]); err != nil {
-				b.Fatal(err)
-			}
-		}
+	st, filled := openRebuildLog(b)
+	if !filled {
+		fillRebuildLog(b, st, total)
 	}
 	last := ledger.Position{Commit: total, Prepare: total}
 	b.ReportAllocs()
@@ -171,6 +161,56 @@ func BenchmarkRebuild1M(b *testing.B) {
 		// shared with other work, records per CPU-second is the comparable figure.
 		b.ReportMetric(total/cpu.Seconds(), "records/cpu-s")
 		p.Close()
+	}
+}
+
+// openRebuildLog opens the log of BenchmarkRebuild1M: in a temporary directory, or
+// in -rebuild-log, where filled says whether an earlier run completed it.
+func openRebuildLog(b *testing.B) (st *embedded.Store, filled bool) {
+	dir := *rebuildLog
+	if dir == "" {
+		return openTestStore(b), false
+	}
+	_, err := os.Stat(filepath.Join(dir, "filled"))
+	filled = err == nil
+	if !filled {
+		if err := os.RemoveAll(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+	st, err = embedded.Open(dir, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	return st, filled
+}
+
+// fillRebuildLog appends total synthetic records to st.
+func fillRebuildLog(b *testing.B, st *embedded.Store, total uint64) {
+	gen := newSynthetic(2)
+	// Appends are per stream, and each is synced: append each party's records of a
+	// window of 50,000 together (its order kept, so a correction still follows the
+	// record it corrects).
+	for pos := uint64(0); pos < total; pos += 50_000 {
+		byParty := map[string][]store.Proposed{}
+		var order []string
+		for _, r := range gen.batch(b, pos, 50_000) {
+			if _, ok := byParty[r.Stream]; !ok {
+				order = append(order, r.Stream)
+			}
+			byParty[r.Stream] = append(byParty[r.Stream], store.Proposed{EventID: r.EventID, Type: r.Type, Data: r.Data, Metadata: r.Metadata, ContentHash: r.ContentHash})
+		}
+		for _, stream := range order {
+			if _, err := st.Append(context.Background(), stream, ledger.AnyRevision, byParty[stream]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if *rebuildLog != "" {
+		if err := os.WriteFile(filepath.Join(*rebuildLog, "filled"), nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
