@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -51,6 +52,10 @@ func TestLagMetric(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	if err := p.WaitFor(waitCtx(t), last); err != nil {
 		t.Fatal(err)
+	}
+	// The runner sets the gauge just after the view advances: give it a moment.
+	for deadline := time.Now().Add(10 * time.Second); gauge(applied) != float64(last.Commit) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
 	}
 	if got := gauge(lag); got != 0 {
 		t.Errorf("lag after catching up = %v, want 0", got)

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -117,6 +119,15 @@ type Positions struct {
 	progress *Progress
 	cur      *pairCache // used by Apply only
 
+	// bulk is set while the model is a bulk build (see openModel); guarded by mu.
+	bulk bool
+	// flushes counts the memtable flushes of a bulk build (Pebble's event listener).
+	flushes *atomic.Int64
+	// compactedAt is flushes when Apply last started compacting the bulk build;
+	// compaction is that compaction while it runs (Apply goes on meanwhile).
+	compactedAt int64
+	compaction  *bulkCompaction
+
 	wmu      sync.Mutex
 	watchers map[*watcher]struct{}
 }
@@ -134,19 +145,25 @@ func openPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, leftover := range []string{dir + rebuildSuffix, dir + retiredSuffix} {
+	for _, leftover := range []string{dir + rebuildSuffix, bulkMarker(dir + rebuildSuffix), dir + retiredSuffix} {
 		if err := fs.RemoveAll(leftover); err != nil {
 			return nil, fmt.Errorf("remove %s: %w", leftover, err)
 		}
 	}
-	db, applied, err := openModel(fs, dir, log)
+	return newPositions(fs, dir, log)
+}
+
+// newPositions opens the model in dir (openModel) and wraps it.
+func newPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) {
+	flushes := new(atomic.Int64)
+	m, err := openModel(fs, dir, log, flushes)
 	if err != nil {
 		return nil, err
 	}
 	return &Positions{
-		dir: dir, fs: fs, log: log, db: db,
-		progress: NewProgress(PositionsName, applied),
-		cur:      newPairCache(applied.IsZero()),
+		dir: dir, fs: fs, log: log, db: m.db, bulk: m.bulk, flushes: flushes,
+		progress: NewProgress(PositionsName, m.applied),
+		cur:      newPairCache(m.applied.IsZero()),
 		watchers: make(map[*watcher]struct{}),
 	}, nil
 }
@@ -156,45 +173,209 @@ const (
 	retiredSuffix = ".retired"
 )
 
+// model is an open read model.
+type model struct {
+	db      *pebble.DB
+	applied ledger.Position
+	bulk    bool
+}
+
+// bulkMarker names the file that marks dir as a bulk build in progress.
+func bulkMarker(dir string) string { return dir + ".bulk" }
+
 // openModel opens the Pebble DB in dir, discarding it when its schema differs.
-func openModel(fs vfs.FS, dir string, log *slog.Logger) (*pebble.DB, ledger.Position, error) {
+//
+// A model that does not exist yet is created as a bulk build: it is about to be filled
+// from position 0, so it is written without a WAL and without automatic compactions
+// (flushed memtables pile up in L0 and are compacted in a few large compactions,
+// every bulkCompactEvery flushes and after the build, instead of many small ones).
+// A marker file next to dir (bulkMarker) says so until endBulk has flushed the build
+// and reopened it as an ordinary model; a model found with its marker was cut short
+// by a crash, has lost what was not flushed, and is discarded and built again.
+// flushes counts the build's memtable flushes.
+func openModel(fs vfs.FS, dir string, log *slog.Logger, flushes *atomic.Int64) (model, error) {
 	if err := fs.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, ledger.Position{}, err
+		return model{}, err
 	}
-	// Bloom filters keep the lookups of keys that are not there (a new pair, a
-	// correction's target) from reading blocks of every table. Cache and memtable
-	// sizes bound the view's memory (a rebuild opens a second model): a 64 MiB
-	// memtable applied no faster than a 16 MiB one in BenchmarkPositionsApply.
+	if _, err := fs.Stat(bulkMarker(dir)); err == nil {
+		log.Warn("positions view: a bulk build was cut short; building it again from the log", "dir", dir)
+		if err := fs.RemoveAll(dir); err != nil {
+			return model{}, err
+		}
+	}
+	_, err := fs.Stat(dir)
+	bulk := errors.Is(err, os.ErrNotExist)
+	if bulk {
+		if err := writeMarker(fs, bulkMarker(dir)); err != nil {
+			return model{}, err
+		}
+	}
 	cache := pebble.NewCache(32 << 20)
-	defer cache.Unref()
-	opts := &pebble.Options{FS: fs, Logger: QuietPebbleLogger{}, Cache: cache, MemTableSize: 16 << 20}
-	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
-	db, err := pebble.Open(dir, opts)
+	db, err := pebble.Open(dir, modelOptions(fs, cache, bulk, flushes))
+	cache.Unref() // the DB holds its own reference
 	if err != nil {
-		return nil, ledger.Position{}, fmt.Errorf("open positions view %s: %w", dir, err)
+		return model{}, fmt.Errorf("open positions view %s: %w", dir, err)
 	}
 	schema, applied, err := readMeta(db)
 	if err != nil {
 		db.Close()
-		return nil, ledger.Position{}, err
+		return model{}, err
 	}
 	switch {
 	case schema == 0 && applied.IsZero():
-		if err := db.Set(keySchema, []byte(strconv.Itoa(PositionsSchema)), pebble.Sync); err != nil {
-			db.Close()
-			return nil, ledger.Position{}, err
+		sync := pebble.Sync
+		if bulk {
+			sync = pebble.NoSync // no WAL: the build's flush makes it durable
 		}
-		return db, applied, nil
+		if err := db.Set(keySchema, []byte(strconv.Itoa(PositionsSchema)), sync); err != nil {
+			db.Close()
+			return model{}, err
+		}
 	case schema != PositionsSchema:
 		log.Warn("positions view has another schema version; rebuilding it from the log",
 			"dir", dir, "found", schema, "want", PositionsSchema)
 		db.Close()
 		if err := fs.RemoveAll(dir); err != nil {
-			return nil, ledger.Position{}, err
+			return model{}, err
 		}
-		return openModel(fs, dir, log)
+		return openModel(fs, dir, log, flushes)
 	}
-	return db, applied, nil
+	return model{db: db, applied: applied, bulk: bulk}, nil
+}
+
+// modelOptions are the Pebble options of a read model, or of a bulk build.
+func modelOptions(fs vfs.FS, cache *pebble.Cache, bulk bool, flushes *atomic.Int64) *pebble.Options {
+	// Bloom filters keep the lookups of keys that are not there (a new pair, a
+	// correction's target) from reading blocks of every table. Cache (32 MiB) and
+	// memtable sizes bound the view's memory (a rebuild opens a second model): a
+	// 64 MiB memtable applied no faster than a 16 MiB one in BenchmarkPositionsApply.
+	opts := &pebble.Options{
+		FS: fs, Logger: QuietPebbleLogger{}, Cache: cache, MemTableSize: 16 << 20,
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	if bulk {
+		opts.DisableWAL = true
+		opts.DisableAutomaticCompactions = true
+		// L0 grows until Apply compacts it (bulkCompactEvery); it must not stall writes.
+		opts.L0CompactionThreshold = 1 << 20
+		opts.L0CompactionFileThreshold = 1 << 20
+		opts.L0StopWritesThreshold = 1 << 20
+		opts.EventListener = &pebble.EventListener{FlushEnd: func(pebble.FlushInfo) { flushes.Add(1) }}
+	}
+	return opts
+}
+
+// bulkCompactEvery bounds the L0 tables of a bulk build: after that many memtable
+// flushes Apply starts compacting the build in the background, so lookups
+// (corrections) stay cheap on any log.
+var bulkCompactEvery int64 = 16 // a variable for tests
+
+// bulkCompaction is a manual compaction of a bulk build, running in the background.
+type bulkCompaction struct {
+	done chan struct{}
+	err  error
+}
+
+// maybeCompactBulk reports how the last background compaction of the bulk build
+// ended, and starts another when the build has flushed bulkCompactEvery memtables
+// since. The caller holds mu for reading and is the applying goroutine.
+func (p *Positions) maybeCompactBulk() error {
+	if c := p.compaction; c != nil {
+		select {
+		case <-c.done:
+			p.compaction = nil
+			if c.err != nil {
+				return fmt.Errorf("compact bulk build: %w", c.err)
+			}
+		default:
+			return nil
+		}
+	}
+	if n := p.flushes.Load(); n-p.compactedAt >= bulkCompactEvery {
+		p.compactedAt = n
+		c := &bulkCompaction{done: make(chan struct{})}
+		p.compaction = c
+		db := p.db
+		go func() {
+			defer close(c.done)
+			c.err = db.Compact(context.Background(), []byte{0}, []byte{0xff}, true)
+		}()
+	}
+	return nil
+}
+
+// writeMarker creates an empty file at name, durably.
+func writeMarker(fs vfs.FS, name string) error {
+	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	return syncDir(fs, filepath.Dir(name))
+}
+
+// removeMarker removes the bulk marker of dir, durably.
+func removeMarker(fs vfs.FS, dir string) error {
+	if err := fs.Remove(bulkMarker(dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(fs, filepath.Dir(dir))
+}
+
+// endBulk turns a bulk build into an ordinary model: it flushes the memtables (there
+// is no WAL), closes the DB, removes the marker and reopens the DB with WAL and
+// automatic compactions, which then compact the build in the background. The
+// caller holds mu for writing.
+func (p *Positions) endBulk() error {
+	if !p.bulk {
+		return nil
+	}
+	if err := p.closeDB(); err != nil {
+		return err
+	}
+	m, err := openModel(p.fs, p.dir, p.log, p.flushes)
+	if err != nil {
+		return err
+	}
+	p.db, p.bulk = m.db, m.bulk
+	return nil
+}
+
+// closeDB closes the DB; a bulk build is flushed first and loses its marker, so
+// it reopens as an ordinary model. The caller holds mu for writing.
+func (p *Positions) closeDB() error {
+	if p.db == nil {
+		return nil
+	}
+	db := p.db
+	p.db = nil
+	if c := p.compaction; c != nil {
+		<-c.done // a compaction of the bulk build still running
+		p.compaction = nil
+	}
+	if !p.bulk {
+		return db.Close()
+	}
+	if err := db.Flush(); err != nil {
+		db.Close()
+		return fmt.Errorf("flush bulk build: %w", err)
+	}
+	if err := db.Close(); err != nil {
+		return err
+	}
+	p.bulk = false
+	return removeMarker(p.fs, p.dir)
+}
+
+// CaughtUp ends the bulk build of a model filled from position 0 (see openModel):
+// the Runner calls it once the model has caught up with the log.
+func (p *Positions) CaughtUp() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.endBulk()
 }
 
 func readMeta(r pebble.Reader) (schema int, applied ledger.Position, err error) {
@@ -253,12 +434,7 @@ func (p *Positions) Close() error {
 	p.wmu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.db == nil {
-		return nil
-	}
-	err := p.db.Close()
-	p.db = nil
-	return err
+	return p.closeDB()
 }
 
 // Apply folds records into the view. Records MUST come in log order after
@@ -271,9 +447,10 @@ func (p *Positions) Close() error {
 // most forgets a suffix of them, which the Runner applies again from the recovered
 // checkpoint.
 //
-// A record that cannot be decoded, or a position at or before Applied(), is an
-// error, and nothing of the call is applied. A failure to commit may leave a prefix
-// of the records applied, with its checkpoint; Applied() says how far.
+// A position at or before Applied() is an error, and nothing of the call is
+// applied. A record that cannot be decoded, or a failure to commit, is an error that
+// may leave a prefix of the records before it applied, with its checkpoint;
+// Applied() says how far.
 func (p *Positions) Apply(records []store.Record) error {
 	if len(records) == 0 {
 		return nil
@@ -283,7 +460,7 @@ func (p *Positions) Apply(records []store.Record) error {
 	if p.db == nil {
 		return ledger.ErrClosed
 	}
-	if len(p.cur.m) > maxCachedPairs {
+	if p.cur.full() {
 		p.cur.reset()
 	}
 	a := applier{db: p.db, log: p.log, cur: p.cur}
@@ -303,17 +480,20 @@ func (p *Positions) Apply(records []store.Record) error {
 		}
 		last = rec.Position
 	}
-	events, err := decodeAll(records)
-	if err != nil {
-		return err
-	}
+	events := decodeAsync(records)
 	// New records go into a plain batch: writing it costs no index, and the pair
 	// cache answers what applying them needs to know. A correction reads what came
 	// before it, so the records before it are committed first (with their
 	// checkpoint), and it is applied in an indexed batch of its own.
 	a.b, a.r = p.db.NewBatch(), p.db
 	defer func() { a.b.Close() }()
-	var pending ledger.Position // last record in a.b
+	var pending ledger.Position       // last record in a.b
+	var committedUpTo ledger.Position // last record committed
+	defer func() {
+		if !committed && !committedUpTo.IsZero() {
+			p.progress.Advance(committedUpTo) // a prefix was applied before the error
+		}
+	}()
 	flush := func() error {
 		if pending.IsZero() {
 			return nil
@@ -324,13 +504,17 @@ func (p *Positions) Apply(records []store.Record) error {
 		if err := a.b.Commit(pebble.NoSync); err != nil {
 			return fmt.Errorf("commit positions batch: %w", err)
 		}
-		p.progress.Advance(pending)
+		committedUpTo = pending
 		pending = ledger.Position{}
 		a.b.Close()
 		a.b, a.r = p.db.NewBatch(), p.db
 		return nil
 	}
-	for i, ev := range events {
+	for i := range records {
+		ev, err := events.get(i)
+		if err != nil {
+			return fmt.Errorf("record %s at %s: %w", records[i].EventID, records[i].Position, err)
+		}
 		pos := records[i].Position
 		c, isFix := ev.Body.(*ledger.RecordCorrected)
 		if !isFix {
@@ -362,6 +546,9 @@ func (p *Positions) Apply(records []store.Record) error {
 	if a.changed != nil {
 		p.notify(p.db, a.changed, last)
 	}
+	if p.bulk {
+		return p.maybeCompactBulk()
+	}
 	return nil
 }
 
@@ -389,8 +576,13 @@ type pairState struct {
 // reads. It holds at most maxCachedPairs pairs (then it starts afresh), so its memory
 // is bounded by the size of the table, not of the log. Only the applying goroutine
 // uses it; a batch that fails to commit resets it.
+//
+// Slugs are numbered (ids) and a pair is found by its two numbers: small maps of
+// slugs and an integer-keyed map cost a fraction of one map keyed by both slugs.
 type pairCache struct {
-	m map[string]pairState
+	ids    map[string]uint32 // party and topic slugs → numbers
+	index  map[uint64]int32  // party number << 32 | topic number → states index
+	states []pairState
 	// complete is set while the cache holds every pair of the model (it started
 	// with an empty model and was never reset): then a miss means an unknown pair,
 	// with no read, which is what makes a rebuild fast.
@@ -401,50 +593,97 @@ const maxCachedPairs = 1 << 20
 
 // newPairCache returns an empty cache; empty says the model is empty too.
 func newPairCache(empty bool) *pairCache {
-	return &pairCache{m: make(map[string]pairState), complete: empty}
+	return &pairCache{ids: make(map[string]uint32), index: make(map[uint64]int32), complete: empty}
 }
 
 func (c *pairCache) get(party, topic string) (pairState, bool) {
-	st, ok := c.m[party+"\x00"+topic]
-	return st, ok
+	pid, ok := c.ids[party]
+	if !ok {
+		return pairState{}, false
+	}
+	tid, ok := c.ids[topic]
+	if !ok {
+		return pairState{}, false
+	}
+	i, ok := c.index[uint64(pid)<<32|uint64(tid)]
+	if !ok {
+		return pairState{}, false
+	}
+	return c.states[i], true
 }
 
 // put records st. The cache is trimmed only between batches (Apply): within one,
 // a pair written by the batch must stay known.
 func (c *pairCache) put(party, topic string, st pairState) {
-	c.m[party+"\x00"+topic] = st
+	k := uint64(c.id(party))<<32 | uint64(c.id(topic))
+	if i, ok := c.index[k]; ok {
+		c.states[i] = st
+		return
+	}
+	c.index[k] = int32(len(c.states))
+	c.states = append(c.states, st)
 }
 
+func (c *pairCache) id(slug string) uint32 {
+	id, ok := c.ids[slug]
+	if !ok {
+		id = uint32(len(c.ids))
+		c.ids[slug] = id
+	}
+	return id
+}
+
+// full says whether the cache should start afresh before the next batch.
+func (c *pairCache) full() bool { return len(c.states) > maxCachedPairs }
+
 func (c *pairCache) reset() {
-	clear(c.m)
+	clear(c.ids)
+	clear(c.index)
+	c.states = c.states[:0]
 	c.complete = false
 }
 
-// decodeAll decodes records on up to GOMAXPROCS goroutines: decoding (JSON and the
-// content hash check) is most of the cost of applying a record, and the records of a
-// batch are independent until they are folded, in order, by one goroutine. The log
-// checked each record's content hash when it was appended, so it is not recomputed.
-func decodeAll(records []store.Record) ([]*ledger.Event, error) {
-	events := make([]*ledger.Event, len(records))
-	errs := make([]error, len(records))
-	workers := min(runtime.GOMAXPROCS(0), 1+len(records)/64)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
+// decoding is the decoding of a batch of records, on up to GOMAXPROCS goroutines, in
+// chunks taken in log order, so folding the first records (one goroutine, in order)
+// overlaps decoding the later ones: decoding is much of the cost of applying a
+// record. The log checked each record's content hash when it was appended, so it is
+// not recomputed.
+type decoding struct {
+	events []*ledger.Event
+	errs   []error
+	ready  []chan struct{} // closed when its chunk is decoded
+}
+
+const decodeChunk = 32
+
+func decodeAsync(records []store.Record) *decoding {
+	chunks := (len(records) + decodeChunk - 1) / decodeChunk
+	d := &decoding{
+		events: make([]*ledger.Event, len(records)),
+		errs:   make([]error, len(records)),
+		ready:  make([]chan struct{}, chunks),
+	}
+	for c := range d.ready {
+		d.ready[c] = make(chan struct{})
+	}
+	var next atomic.Int64
+	for range min(runtime.GOMAXPROCS(0), chunks) {
 		go func() {
-			defer wg.Done()
-			for i := w; i < len(records); i += workers {
-				events[i], _, errs[i] = ledger.DecodeTrusted(records[i].Type, records[i].Data, records[i].Metadata)
+			for c := int(next.Add(1) - 1); c < chunks; c = int(next.Add(1) - 1) {
+				for i := c * decodeChunk; i < min((c+1)*decodeChunk, len(records)); i++ {
+					d.events[i], _, d.errs[i] = ledger.DecodeTrusted(records[i].Type, records[i].Data, records[i].Metadata)
+				}
+				close(d.ready[c])
 			}
 		}()
 	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return nil, fmt.Errorf("record %s at %s: %w", records[i].EventID, records[i].Position, err)
-		}
-	}
-	return events, nil
+	return d
+}
+
+// get waits for record i to be decoded and returns it.
+func (d *decoding) get(i int) (*ledger.Event, error) {
+	<-d.ready[i/decodeChunk]
+	return d.events[i], d.errs[i]
 }
 
 // add stores a stance-bearing record and its contributions.
@@ -830,16 +1069,7 @@ func (p *Positions) NewBuild() (Projection, error) {
 	if err := p.fs.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	db, applied, err := openModel(p.fs, dir, p.log)
-	if err != nil {
-		return nil, err
-	}
-	return &Positions{
-		dir: dir, fs: p.fs, log: p.log, db: db,
-		progress: NewProgress(PositionsName, applied),
-		cur:      newPairCache(applied.IsZero()),
-		watchers: make(map[*watcher]struct{}),
-	}, nil
+	return newPositions(p.fs, dir, p.log)
 }
 
 // SwitchTo replaces the live model with build (from NewBuild) atomically for
@@ -857,11 +1087,8 @@ func (p *Positions) SwitchTo(build Projection) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.db != nil {
-		if err := p.db.Close(); err != nil {
-			return err
-		}
-		p.db = nil
+	if err := p.closeDB(); err != nil {
+		return err
 	}
 	retired := p.dir + retiredSuffix
 	if err := p.fs.Rename(p.dir, retired); err != nil {
@@ -873,13 +1100,13 @@ func (p *Positions) SwitchTo(build Projection) error {
 	if err := syncDir(p.fs, filepath.Dir(p.dir)); err != nil {
 		return err
 	}
-	db, applied, err := openModel(p.fs, p.dir, p.log)
+	m, err := openModel(p.fs, p.dir, p.log, p.flushes)
 	if err != nil {
 		return err
 	}
-	p.db = db
+	p.db, p.bulk = m.db, m.bulk
 	p.cur.reset()
-	p.progress.Advance(applied)
+	p.progress.Advance(m.applied)
 	return p.fs.RemoveAll(retired)
 }
 
@@ -889,8 +1116,17 @@ func (p *Positions) DiscardBuild(build Projection) error {
 	if !ok || b.dir != p.dir+rebuildSuffix {
 		return fmt.Errorf("positions: DiscardBuild needs a build from NewBuild")
 	}
-	err := b.Close()
-	return errors.Join(err, p.fs.RemoveAll(b.dir))
+	b.mu.Lock()
+	var err error
+	if b.db != nil {
+		if c := b.compaction; c != nil {
+			<-c.done
+		}
+		err = b.db.Close() // no flush: the build is thrown away
+		b.db = nil
+	}
+	b.mu.Unlock()
+	return errors.Join(err, p.fs.RemoveAll(b.dir), removeMarker(p.fs, b.dir))
 }
 
 func syncDir(fs vfs.FS, dir string) error {

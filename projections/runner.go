@@ -30,6 +30,14 @@ type Projection interface {
 	Apply(records []store.Record) error
 }
 
+// CatchUpper is a Projection that is told when it has caught up with the log, e.g.
+// to end a bulk build (Positions). The Runner calls CaughtUp after applying the batch
+// that ends each catch-up; an error stops the projection like a failed Apply.
+type CatchUpper interface {
+	Projection
+	CaughtUp() error
+}
+
 // Rebuildable is a Projection that can be rebuilt from position 0 next to the live
 // read model and then switched to.
 type Rebuildable interface {
@@ -241,7 +249,7 @@ func (r *Runner) setHealth(st *state, err error) <-chan struct{} {
 func (r *Runner) follow(ctx context.Context, st *state) error {
 	gen := st.gen.Load()
 	from := st.p.Progress().Applied()
-	return r.feed(ctx, from, func(batch []store.Record, _ bool) error {
+	return r.feed(ctx, from, func(batch []store.Record, caughtUp bool) error {
 		st.applyMu.Lock()
 		defer st.applyMu.Unlock()
 		if st.gen.Load() != gen {
@@ -252,6 +260,11 @@ func (r *Runner) follow(ctx context.Context, st *state) error {
 		}
 		r.records.WithLabelValues(st.p.Name()).Add(float64(len(batch)))
 		r.applied.WithLabelValues(st.p.Name()).Set(float64(st.p.Progress().Applied().Commit))
+		if cu, ok := st.p.(CatchUpper); ok && caughtUp {
+			if err := cu.CaughtUp(); err != nil {
+				return &applyError{fmt.Errorf("after catching up: %w", err)}
+			}
+		}
 		return nil
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	ledger "github.com/stanceledger/ledger"
@@ -336,7 +337,7 @@ func TestSchemaChangeRebuildsFromScratch(t *testing.T) {
 	if err := p.Apply(records(t, randomLog(rand.New(rand.NewPCG(8, 9)), 20))); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.db.Set(keySchema, []byte("0"), nil); err != nil {
+	if err := p.db.Set(keySchema, []byte("0"), pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	p.Close()
@@ -350,5 +351,82 @@ func TestSchemaChangeRebuildsFromScratch(t *testing.T) {
 	}
 	if list, _, _, _ := p.List(t.Context(), ListFilter{}, Query{}); len(list) != 0 {
 		t.Fatalf("stale rows after a schema change: %v", list)
+	}
+}
+
+// A model filled from position 0 is a bulk build (no WAL, no automatic compactions)
+// until it has caught up: a crash before then discards it (its marker says so), and
+// after CaughtUp it is an ordinary model that survives a crash (kill -9: the
+// operating system keeps every write) with every record.
+func TestBulkBuild(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	const dir = "/data/views/positions"
+	p, err := openPositions(fs, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := fs.Stat(bulkMarker(dir)); !p.bulk || err != nil {
+		t.Fatalf("a new model: bulk %v, marker %v; want a bulk build with its marker", p.bulk, err)
+	}
+	// Flush after every batch and compact every second flush, as a large build does.
+	defer func(every int64) { bulkCompactEvery = every }(bulkCompactEvery)
+	bulkCompactEvery = 2
+	recs := records(t, randomLog(rand.New(rand.NewPCG(5, 6)), 300))
+	for i := 0; i < len(recs); i += 25 {
+		if err := p.Apply(recs[i : i+25]); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p.compactedAt == 0 {
+		t.Fatal("the bulk build was never compacted")
+	}
+	last := recs[len(recs)-1].Position
+
+	// It answers like a model built in one go.
+	plain, err := openPositions(vfs.NewMem(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := plain.Apply(recs); err != nil {
+		t.Fatal(err)
+	}
+	plainList, plainDigest := table(t, plain)
+	if gotList, gotDigest := table(t, p); !slices.Equal(gotList, plainList) || gotDigest != plainDigest {
+		t.Fatal("the flushed and compacted bulk build differs from a model built in one batch")
+	}
+
+	crashed, err := openPositions(fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(1, 1))}), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !crashed.Applied().IsZero() || !crashed.bulk {
+		t.Errorf("a bulk build cut short reopened at %s (bulk %v); want it discarded and built again", crashed.Applied(), crashed.bulk)
+	}
+	crashed.Close()
+
+	if err := p.CaughtUp(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Stat(bulkMarker(dir)); p.bulk || err == nil {
+		t.Fatalf("after CaughtUp: bulk %v, marker %v; want an ordinary model", p.bulk, err)
+	}
+	wantList, wantDigest := table(t, p)
+	if len(wantList) == 0 {
+		t.Fatal("empty table")
+	}
+	reopened, err := openPositions(fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(2, 2))}), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	gotList, gotDigest := table(t, reopened)
+	if reopened.Applied() != last || reopened.bulk || !slices.Equal(gotList, wantList) || gotDigest != wantDigest {
+		t.Fatalf("after CaughtUp and a crash: applied %s (want %s), bulk %v, same table %v",
+			reopened.Applied(), last, reopened.bulk, slices.Equal(gotList, wantList) && gotDigest == wantDigest)
 	}
 }
