@@ -10,14 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ledger "github.com/stanceledger/ledger"
-)
-
-// The server's google.rpc.ErrorInfo contract (server/errors.go). The client may not import
-// the server package, so the wire names are repeated here; they are part of the API.
-const (
-	errorDomain                 = "stanceledger.v1"
-	reasonWrongExpectedRevision = "WRONG_EXPECTED_REVISION"
-	reasonDuplicateEventID      = "DUPLICATE_EVENT_ID"
+	"github.com/stanceledger/ledger/internal/wire"
 )
 
 // Error is an error status returned by the ledger service. It keeps the gRPC code and
@@ -84,15 +77,15 @@ func fromStatus(err error) error {
 		e.err = verr
 	case codes.Aborted:
 		e.err = ledger.ErrRevisionConflict
-		if md, ok := errorInfo(st, reasonWrongExpectedRevision); ok {
+		if md, ok := errorInfo(st, wire.ReasonWrongExpectedRevision); ok {
 			if c, ok := conflictFrom(md); ok {
 				e.err = c
 			}
 		}
 	case codes.AlreadyExists:
 		e.err = ledger.ErrDuplicateEvent
-		if md, ok := errorInfo(st, reasonDuplicateEventID); ok {
-			e.err = &ledger.DuplicateEventError{EventID: md["event_id"], Reason: md["reason"]}
+		if md, ok := errorInfo(st, wire.ReasonDuplicateEventID); ok {
+			e.err = &ledger.DuplicateEventError{EventID: md[wire.MetaEventID], Reason: md[wire.MetaReason]}
 		}
 	case codes.NotFound:
 		e.err = ledger.ErrNotFound
@@ -112,7 +105,7 @@ func fromStatus(err error) error {
 // in the ledger's domain.
 func errorInfo(st *status.Status, reason string) (map[string]string, bool) {
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == errorDomain && info.GetReason() == reason {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == wire.ErrorDomain && info.GetReason() == reason {
 			return info.GetMetadata(), true
 		}
 	}
@@ -122,15 +115,15 @@ func errorInfo(st *status.Status, reason string) (map[string]string, bool) {
 // conflictFrom rebuilds a *ledger.ConflictError from ErrorInfo metadata: "expected" as
 // ledger.ExpectedRevision.String writes it, "actual" in decimal with -1 for no stream.
 func conflictFrom(md map[string]string) (*ledger.ConflictError, bool) {
-	expected, err := ParseExpectedRevision(md["expected"])
+	expected, err := ParseExpectedRevision(md[wire.MetaExpected])
 	if err != nil {
 		return nil, false
 	}
-	actual, err := strconv.ParseInt(md["actual"], 10, 64)
+	actual, err := strconv.ParseInt(md[wire.MetaActual], 10, 64)
 	if err != nil || actual < ledger.NoRevision {
 		return nil, false
 	}
-	return &ledger.ConflictError{Stream: md["stream"], Expected: expected, Actual: actual}, true
+	return &ledger.ConflictError{Stream: md[wire.MetaStream], Expected: expected, Actual: actual}, true
 }
 
 // ParseExpectedRevision parses an expected revision as ledger.ExpectedRevision.String

@@ -11,13 +11,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/internal/wire"
 )
 
 // TestFromStatus covers the statuses a server may send without the details the ledger's
 // server adds, and details that do not parse: they still map to the right sentinel.
 func TestFromStatus(t *testing.T) {
 	withInfo := func(c codes.Code, reason string, md map[string]string) error {
-		s, err := status.New(c, "msg").WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: errorDomain, Metadata: md})
+		s, err := status.New(c, "msg").WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: wire.ErrorDomain, Metadata: md})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -30,7 +31,7 @@ func TestFromStatus(t *testing.T) {
 	}{
 		{"invalid without details", status.Error(codes.InvalidArgument, "bad"), ledger.ErrInvalid},
 		{"aborted without details", status.Error(codes.Aborted, "conflict"), ledger.ErrRevisionConflict},
-		{"aborted with bad metadata", withInfo(codes.Aborted, reasonWrongExpectedRevision, map[string]string{"expected": "soon", "actual": "x"}), ledger.ErrRevisionConflict},
+		{"aborted with bad metadata", withInfo(codes.Aborted, wire.ReasonWrongExpectedRevision, map[string]string{"expected": "soon", "actual": "x"}), ledger.ErrRevisionConflict},
 		{"already exists without details", status.Error(codes.AlreadyExists, "dup"), ledger.ErrDuplicateEvent},
 		{"not found", status.Error(codes.NotFound, "gone"), ledger.ErrNotFound},
 		{"unavailable", status.Error(codes.Unavailable, "down"), ledger.ErrUnavailable},
@@ -51,7 +52,7 @@ func TestFromStatus(t *testing.T) {
 	}
 
 	var ce *ledger.ConflictError
-	err := fromStatus(withInfo(codes.Aborted, reasonWrongExpectedRevision, map[string]string{"stream": "party-x", "expected": "stream_exists", "actual": "-1"}))
+	err := fromStatus(withInfo(codes.Aborted, wire.ReasonWrongExpectedRevision, map[string]string{"stream": "party-x", "expected": "stream_exists", "actual": "-1"}))
 	if !errors.As(err, &ce) || ce.Stream != "party-x" || !ce.Expected.IsStreamExists() || ce.Actual != ledger.NoRevision {
 		t.Errorf("conflict = %v (%+v); want party-x expected stream_exists actual -1", err, ce)
 	}

@@ -211,7 +211,7 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger, flushes *atomic.Int64) (
 		}
 	}
 	cache := pebble.NewCache(32 << 20)
-	db, err := pebble.Open(dir, modelOptions(fs, cache, bulk, flushes))
+	db, err := pebble.Open(dir, modelOptions(fs, cache, log, bulk, flushes))
 	cache.Unref() // the DB holds its own reference
 	if err != nil {
 		return model{}, fmt.Errorf("open positions view %s: %w", dir, err)
@@ -244,13 +244,13 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger, flushes *atomic.Int64) (
 }
 
 // modelOptions are the Pebble options of a read model, or of a bulk build.
-func modelOptions(fs vfs.FS, cache *pebble.Cache, bulk bool, flushes *atomic.Int64) *pebble.Options {
+func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, flushes *atomic.Int64) *pebble.Options {
 	// Bloom filters keep the lookups of keys that are not there (a new pair, a
 	// correction's target) from reading blocks of every table. Cache (32 MiB) and
 	// memtable sizes bound the view's memory (a rebuild opens a second model): a
 	// 64 MiB memtable applied no faster than a 16 MiB one in BenchmarkPositionsApply.
 	opts := &pebble.Options{
-		FS: fs, Logger: QuietPebbleLogger{}, Cache: cache, MemTableSize: 16 << 20,
+		FS: fs, Logger: PebbleLogger{log}, Cache: cache, MemTableSize: 16 << 20,
 		FormatMajorVersion: pebble.FormatNewest,
 	}
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
@@ -957,20 +957,34 @@ func prefixEnd(prefix []byte) []byte {
 	return nil
 }
 
-// QuietPebbleLogger is the pebble.Logger of every read model: it keeps Pebble's
-// informational chatter out of the server's log, and panics on Fatalf (Pebble's own
-// logger would exit the process).
-type QuietPebbleLogger struct{}
+// PebbleLogger is the pebble.Logger of every read model: Pebble's informational
+// chatter goes to Log at debug level, its errors (a failed flush or compaction, a
+// corrupt table) at error level, and Fatalf logs and panics (Pebble's own logger
+// would exit the process). A nil Log discards everything but the panic.
+type PebbleLogger struct{ Log *slog.Logger }
 
-// Infof discards the message.
-func (QuietPebbleLogger) Infof(string, ...any) {}
+// Infof logs the message at debug level.
+func (l PebbleLogger) Infof(format string, args ...any) {
+	l.logger().Debug(fmt.Sprintf(format, args...), "source", "pebble")
+}
 
-// Errorf discards the message.
-func (QuietPebbleLogger) Errorf(string, ...any) {}
+// Errorf logs the message at error level.
+func (l PebbleLogger) Errorf(format string, args ...any) {
+	l.logger().Error(fmt.Sprintf(format, args...), "source", "pebble")
+}
 
-// Fatalf panics with the message.
-func (QuietPebbleLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
+// Fatalf logs the message at error level and panics with it.
+func (l PebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.logger().Error(msg, "source", "pebble", "fatal", true)
+	panic("pebble: " + msg)
+}
+
+func (l PebbleLogger) logger() *slog.Logger {
+	if l.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l.Log
 }
 
 // watcher is one Watch call.

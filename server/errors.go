@@ -12,43 +12,45 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 
 	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/internal/wire"
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of every error detail the server sends.
-const ErrorDomain = "stanceledger.v1"
+const ErrorDomain = wire.ErrorDomain
 
 // ErrorInfo reasons the server sends, so a client can map a status back to the domain's
-// typed error without matching messages.
+// typed error without matching messages. They are defined once, in internal/wire, for
+// the server and the client.
 const (
 	// ReasonWrongExpectedRevision comes with codes.Aborted for a *ledger.ConflictError.
 	// Its metadata holds MetaStream, MetaExpected and MetaActual.
-	ReasonWrongExpectedRevision = "WRONG_EXPECTED_REVISION"
+	ReasonWrongExpectedRevision = wire.ReasonWrongExpectedRevision
 	// ReasonDuplicateEventID comes with codes.AlreadyExists for a *ledger.DuplicateEventError.
 	// Its metadata holds MetaEventID and MetaReason.
-	ReasonDuplicateEventID = "DUPLICATE_EVENT_ID"
+	ReasonDuplicateEventID = wire.ReasonDuplicateEventID
 	// ReasonLimitExceeded comes with codes.ResourceExhausted for a *ledger.LimitError.
 	// Its metadata holds MetaLimit and MetaLimitValue.
-	ReasonLimitExceeded = "LIMIT_EXCEEDED"
+	ReasonLimitExceeded = wire.ReasonLimitExceeded
 )
 
 // ErrorInfo metadata keys.
 const (
 	// MetaStream is the stream of a revision conflict, e.g. "party-dprk".
-	MetaStream = "stream"
+	MetaStream = wire.MetaStream
 	// MetaExpected is the expected revision as ledger.ExpectedRevision.String formats it:
 	// "any", "no_stream", "stream_exists" or a decimal revision.
-	MetaExpected = "expected"
+	MetaExpected = wire.MetaExpected
 	// MetaActual is the stream's actual last revision in decimal; "-1"
 	// (ledger.NoRevision) means the stream does not exist.
-	MetaActual = "actual"
+	MetaActual = wire.MetaActual
 	// MetaEventID is the event_id of a duplicate.
-	MetaEventID = "event_id"
+	MetaEventID = wire.MetaEventID
 	// MetaReason says what differs for a duplicate event_id.
-	MetaReason = "reason"
+	MetaReason = wire.MetaReason
 	// MetaLimit names the exceeded limit as its ledgerd flag does, e.g. "max-events-per-append".
-	MetaLimit = "limit"
+	MetaLimit = wire.MetaLimit
 	// MetaLimitValue is the limit's configured value in decimal.
-	MetaLimitValue = "value"
+	MetaLimitValue = wire.MetaLimitValue
 )
 
 // internalMessage is all a client learns about an unexpected error; the details go to the log.

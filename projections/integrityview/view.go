@@ -125,7 +125,7 @@ func openModel(dir string, log *slog.Logger) (*pebble.DB, error) {
 		return nil, err
 	}
 	// Proofs read nodes all over the tree; the upper levels are hot.
-	db, err := pebble.Open(dir, &pebble.Options{Logger: projections.QuietPebbleLogger{}, CacheSize: 32 << 20})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: projections.PebbleLogger{Log: log}, CacheSize: 32 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open integrity view %s: %w", dir, err)
 	}
