@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -127,6 +128,8 @@ type Positions struct {
 	// compaction is that compaction while it runs (Apply goes on meanwhile).
 	compactedAt int64
 	compaction  *bulkCompaction
+	// settled is set when settleBulk has run and nothing was applied since.
+	settled bool
 
 	wmu      sync.Mutex
 	watchers map[*watcher]struct{}
@@ -253,7 +256,9 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 		FS: fs, Logger: PebbleLogger{log}, Cache: cache, MemTableSize: 16 << 20,
 		FormatMajorVersion: pebble.FormatNewest,
 	}
-	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
 	if bulk {
 		opts.DisableWAL = true
 		opts.DisableAutomaticCompactions = true
@@ -269,7 +274,7 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 // bulkCompactEvery bounds the L0 tables of a bulk build: after that many memtable
 // flushes Apply starts compacting the build in the background, so lookups
 // (corrections) stay cheap on any log.
-var bulkCompactEvery int64 = 16 // a variable for tests
+var bulkCompactEvery int64 = 32 // a variable for tests
 
 // bulkCompaction is a manual compaction of a bulk build, running in the background.
 type bulkCompaction struct {
@@ -325,14 +330,43 @@ func removeMarker(fs vfs.FS, dir string) error {
 	return syncDir(fs, filepath.Dir(dir))
 }
 
-// endBulk turns a bulk build into an ordinary model: it flushes the memtables (there
-// is no WAL), closes the DB, removes the marker and reopens the DB with WAL and
-// automatic compactions, which then compact the build in the background. The
-// caller holds mu for writing.
-func (p *Positions) endBulk() error {
-	if !p.bulk {
-		return nil
+// settleBulk flushes a bulk build's memtables (there is no WAL) and compacts it
+// into its final shape, so that it reopens as an ordinary model with nothing to
+// compact (Pebble's Open would otherwise wait for the compaction it starts). The
+// caller holds mu, for reading at least, and no Apply runs.
+func (p *Positions) settleBulk() error {
+	if c := p.compaction; c != nil {
+		<-c.done // a compaction of the bulk build still running
+		p.compaction = nil
+		if c.err != nil {
+			return fmt.Errorf("compact bulk build: %w", c.err)
+		}
 	}
+	if err := p.db.Flush(); err != nil {
+		return fmt.Errorf("flush bulk build: %w", err)
+	}
+	if err := p.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		return fmt.Errorf("compact bulk build: %w", err)
+	}
+	p.settled = true
+	return nil
+}
+
+// endBulk turns a bulk build into an ordinary model: settled (flushed and compacted)
+// while queries go on, it is closed, loses its marker and is reopened with WAL and
+// automatic compactions under the write lock.
+func (p *Positions) endBulk() error {
+	p.mu.RLock()
+	bulk, err := p.bulk, error(nil)
+	if bulk && p.db != nil {
+		err = p.settleBulk()
+	}
+	p.mu.RUnlock()
+	if !bulk || err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err := p.closeDB(); err != nil {
 		return err
 	}
@@ -350,19 +384,18 @@ func (p *Positions) closeDB() error {
 	if p.db == nil {
 		return nil
 	}
-	db := p.db
-	p.db = nil
-	if c := p.compaction; c != nil {
-		<-c.done // a compaction of the bulk build still running
-		p.compaction = nil
-	}
 	if !p.bulk {
+		db := p.db
+		p.db = nil
 		return db.Close()
 	}
-	if err := db.Flush(); err != nil {
-		db.Close()
-		return fmt.Errorf("flush bulk build: %w", err)
+	if !p.settled {
+		if err := p.settleBulk(); err != nil {
+			return err
+		}
 	}
+	db := p.db
+	p.db = nil
 	if err := db.Close(); err != nil {
 		return err
 	}
@@ -372,11 +405,7 @@ func (p *Positions) closeDB() error {
 
 // CaughtUp ends the bulk build of a model filled from position 0 (see openModel):
 // the Runner calls it once the model has caught up with the log.
-func (p *Positions) CaughtUp() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.endBulk()
-}
+func (p *Positions) CaughtUp() error { return p.endBulk() }
 
 func readMeta(r pebble.Reader) (schema int, applied ledger.Position, err error) {
 	v, closer, err := r.Get(keySchema)
@@ -542,6 +571,7 @@ func (p *Positions) Apply(records []store.Record) error {
 		return err
 	}
 	committed = true
+	p.settled = false
 	p.progress.Advance(last)
 	if a.changed != nil {
 		p.notify(p.db, a.changed, last)
@@ -566,10 +596,17 @@ type applier struct {
 }
 
 // pairState is what the applier needs to know of a pair to add a version: whether
-// the pair is indexed, and the suffix of its current version, if any.
+// the pair is indexed, the suffix of its current version (its greatest open one), if
+// any, and, when known, the suffix of its second greatest open version, which becomes
+// current when a correction closes the current one (without it, the pair's versions
+// are searched).
 type pairState struct {
 	known, has bool
 	suffix     [suffixLen]byte
+	// nextKnown says hasNext and next describe the second greatest open version
+	// (hasNext false: there is none).
+	nextKnown, hasNext bool
+	next               [suffixLen]byte
 }
 
 // pairCache remembers pairState for the pairs seen, so applying a record costs no
@@ -702,7 +739,7 @@ func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 			alignment: c.Stance.Alignment, act: c.Stance.Act, eventID: ev.EventID,
 			summary: c.Stance.Summary, quote: c.Stance.Quote,
 		}
-		if err := a.putVersion(c.Party, c.Stance.Topic, suffix{occ: ri.occ, rec: pos, idx: uint32(i), from: pos}, &row, true); err != nil {
+		if err := a.putVersion(c.Party, c.Stance.Topic, suffix{occ: ri.occ, rec: pos, idx: uint32(i), from: pos}, &row); err != nil {
 			return err
 		}
 	}
@@ -816,17 +853,28 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 	if fix.effect&EffectRedate != 0 {
 		ri.occ = fix.redatedTo
 	}
-	// A pair whose current version was just closed needs its current stance found
-	// again among its versions; elsewhere the new versions compete as usual.
-	rescan := map[contribKey]bool{}
+	// A pair whose current version was just closed gets its next open version as
+	// current; then the new versions compete as usual.
+	var lost []contribKey
 	for i, ck := range ri.current {
 		st, err := a.current(ck.party, ck.topic)
 		if err != nil {
 			return err
 		}
 		closed := suffix{occ: oldOcc, rec: ri.pos, idx: uint32(i), from: ri.from}.append(nil)
-		if st.has && bytes.Equal(st.suffix[:], closed) {
-			rescan[ck] = true
+		switch {
+		case st.has && bytes.Equal(st.suffix[:], closed):
+			if !slices.Contains(lost, ck) {
+				lost = append(lost, ck)
+			}
+		case st.nextKnown && st.hasNext && bytes.Equal(st.next[:], closed):
+			st.nextKnown = false
+			a.cur.put(ck.party, ck.topic, st)
+		}
+	}
+	for _, ck := range lost {
+		if err := a.promote(ck); err != nil {
+			return err
 		}
 	}
 	ri.from = pos
@@ -834,22 +882,17 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 	for i, n := range nexts {
 		ri.current[i] = n.ck
 		n.row.eventID, n.row.sinceEventID = c.CorrectsEventID, ev.EventID
-		if err := a.putVersion(n.ck.party, n.ck.topic, suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: pos}, &n.row, !rescan[n.ck]); err != nil {
-			return err
-		}
-	}
-	for ck := range rescan {
-		if err := a.recomputeCurrent(ck); err != nil {
+		if err := a.putVersion(n.ck.party, n.ck.topic, suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: pos}, &n.row); err != nil {
 			return err
 		}
 	}
 	return a.b.Set(rk, ri.append(nil), nil)
 }
 
-// putVersion writes a new version and, when fast is set, makes it current if it
-// beats the current one (a new record never ends another, so comparing suffices);
-// otherwise the caller recomputes the current stance.
-func (a *applier) putVersion(party, topic string, s suffix, row *rowValue, fast bool) error {
+// putVersion writes a new version and makes it current if it beats the current one
+// (a new version never ends another, so comparing suffices), keeping the pair's
+// second greatest open version known when it was.
+func (a *applier) putVersion(party, topic string, s suffix, row *rowValue) error {
 	key := s.append(versionPrefix(party, topic))
 	a.buf = row.append(a.buf[:0])
 	if err := a.b.Set(key, a.buf, nil); err != nil {
@@ -867,12 +910,22 @@ func (a *applier) putVersion(party, topic string, s suffix, row *rowValue, fast 
 		if err := a.b.Set(pairKey(prefixTopic, topic, party), nil, nil); err != nil {
 			return err
 		}
-		a.cur.put(party, topic, pairState{known: true})
+		cur = pairState{known: true, nextKnown: true}
 	}
-	if !fast || cur.has && bytes.Compare(key[len(key)-suffixLen:], cur.suffix[:]) <= 0 {
-		return nil
+	suf := key[len(key)-suffixLen:]
+	if !cur.has || bytes.Compare(suf, cur.suffix[:]) > 0 {
+		// The greatest open version now; the current one (the greatest until now,
+		// or none) is the second.
+		st := pairState{known: true, has: true, nextKnown: true, hasNext: cur.has, next: cur.suffix}
+		copy(st.suffix[:], suf)
+		return a.setCurrent(party, topic, st, a.buf)
 	}
-	return a.setCurrent(party, topic, key[len(key)-suffixLen:], a.buf)
+	if cur.nextKnown && (!cur.hasNext || bytes.Compare(suf, cur.next[:]) > 0) {
+		cur.hasNext = true
+		copy(cur.next[:], suf)
+	}
+	a.cur.put(party, topic, cur)
+	return nil
 }
 
 // current returns what the view knows of a pair: from the cache, else from the batch.
@@ -903,20 +956,43 @@ func (a *applier) current(party, topic string) (pairState, error) {
 	return st, nil
 }
 
-func (a *applier) setCurrent(party, topic string, suf, row []byte) error {
-	v := make([]byte, 0, len(suf)+len(row))
-	v = append(append(v, suf...), row...)
+// setCurrent makes st (whose suffix names a version with the value row) the pair's
+// state and current version.
+func (a *applier) setCurrent(party, topic string, st pairState, row []byte) error {
+	v := make([]byte, 0, suffixLen+len(row))
+	v = append(append(v, st.suffix[:]...), row...)
 	if a.changed != nil {
 		a.changed[contribKey{party, topic}] = struct{}{}
 	}
-	st := pairState{known: true, has: true}
-	copy(st.suffix[:], suf)
 	a.cur.put(party, topic, st)
 	return a.b.Set(pairKey(prefixCurrent, party, topic), v, nil)
 }
 
-// recomputeCurrent finds the current stance of a pair: its greatest version that
-// still counts.
+// promote finds the current version of a pair whose current one was just closed: its
+// second greatest open version when the pair cache knows it, else by searching the
+// pair's versions (recomputeCurrent).
+func (a *applier) promote(ck contribKey) error {
+	st, _ := a.cur.get(ck.party, ck.topic)
+	switch {
+	case !st.nextKnown:
+		return a.recomputeCurrent(ck)
+	case !st.hasNext:
+		return a.noCurrent(ck)
+	}
+	key := append(versionPrefix(ck.party, ck.topic), st.next[:]...)
+	v, closer, err := a.r.Get(key)
+	if err != nil {
+		return fmt.Errorf("next version of (%s, %s): %w", ck.party, ck.topic, err)
+	}
+	defer closer.Close()
+	if !getPos(v).IsZero() {
+		return fmt.Errorf("next version of (%s, %s) is closed: the pair cache is inconsistent", ck.party, ck.topic)
+	}
+	return a.setCurrent(ck.party, ck.topic, pairState{known: true, has: true, suffix: st.next}, v)
+}
+
+// recomputeCurrent finds the current stance of a pair, its greatest version that
+// still counts, and the second greatest.
 func (a *applier) recomputeCurrent(ck contribKey) error {
 	prefix := versionPrefix(ck.party, ck.topic)
 	it, err := a.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
@@ -924,20 +1000,38 @@ func (a *applier) recomputeCurrent(ck contribKey) error {
 		return err
 	}
 	defer it.Close()
+	var st pairState
+	var row []byte
 	for ok := it.Last(); ok; ok = it.Prev() {
-		v := it.Value()
-		if !getPos(v).IsZero() { // closed
+		if !getPos(it.Value()).IsZero() { // closed
 			continue
 		}
-		return a.setCurrent(ck.party, ck.topic, it.Key()[len(prefix):], v)
+		if !st.has {
+			st.has = true
+			copy(st.suffix[:], it.Key()[len(prefix):])
+			row = bytes.Clone(it.Value())
+			continue
+		}
+		st.hasNext = true
+		copy(st.next[:], it.Key()[len(prefix):])
+		break
 	}
 	if err := it.Error(); err != nil {
 		return err
 	}
+	if !st.has {
+		return a.noCurrent(ck)
+	}
+	st.known, st.nextKnown = true, true
+	return a.setCurrent(ck.party, ck.topic, st, row)
+}
+
+// noCurrent records that a pair has no version that counts any more.
+func (a *applier) noCurrent(ck contribKey) error {
 	if a.changed != nil {
 		a.changed[ck] = struct{}{}
 	}
-	a.cur.put(ck.party, ck.topic, pairState{known: true})
+	a.cur.put(ck.party, ck.topic, pairState{known: true, nextKnown: true})
 	return a.b.Delete(pairKey(prefixCurrent, ck.party, ck.topic), nil)
 }
 
