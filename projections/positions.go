@@ -274,7 +274,7 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 // bulkCompactEvery bounds the L0 tables of a bulk build: after that many memtable
 // flushes Apply starts compacting the build in the background, so lookups
 // (corrections) stay cheap on any log.
-var bulkCompactEvery int64 = 32 // a variable for tests
+var bulkCompactEvery int64 = 64 // a variable for tests
 
 // bulkCompaction is a manual compaction of a bulk build, running in the background.
 type bulkCompaction struct {

@@ -169,9 +169,12 @@ func Open(dir string, opts *Options) (*Store, error) {
 		FS:                 o.fs,
 	}
 	// Most event_id lookups are for new ids: bloom filters answer them without
-	// reading data blocks.
+	// reading data blocks. The log is mostly read in order (replay, subscriptions,
+	// rebuilds): 32 KiB blocks cost an eighth of the block reads of Pebble's 4 KiB
+	// default for that, and little for the point reads of records.
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		po.Levels[i].BlockSize = 32 << 10
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
