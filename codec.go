@@ -182,12 +182,13 @@ func decode(eventType string, data, metadata []byte, checkContent bool) (*Event,
 	return e, md, nil
 }
 
-// unmarshalStrict decodes the one JSON value in b into v (a pointer), refusing unknown fields and
-// trailing data. It reads with the JSON v2 decoder (github.com/go-json-experiment/json),
-// several times faster than encoding/json; what that stricter decoder refuses
-// (duplicate or differently cased names, invalid UTF-8, ...) is read again by
-// unmarshalV1, so Decode accepts exactly what encoding/json accepts, decodes it to the
-// same value (FuzzJSONAgreement checks both) and reports encoding/json's errors.
+// unmarshalStrict decodes the one JSON value in b into v (a pointer), refusing
+// unknown fields and trailing data. It reads with the JSON v2 decoder
+// (github.com/go-json-experiment/json), several times faster than encoding/json; what
+// that stricter decoder refuses (duplicate or differently cased names, invalid UTF-8,
+// ...) is read again by unmarshalV1, so Decode accepts exactly what encoding/json
+// accepts, decodes it to the same value (FuzzJSONAgreement checks both) and reports
+// encoding/json's errors.
 func unmarshalStrict(b []byte, v any) error {
 	if jsonv2.Unmarshal(b, v, jsonv2.RejectUnknownMembers(true)) == nil {
 		return nil
