@@ -18,6 +18,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	ledger "github.com/stanceledger/ledger"
@@ -267,6 +268,12 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 		opts.L0CompactionFileThreshold = 1 << 20
 		opts.L0StopWritesThreshold = 1 << 20
 		opts.EventListener = &pebble.EventListener{FlushEnd: func(pebble.FlushInfo) { flushes.Add(1) }}
+		// L0 tables live only until the next compaction: not compressing them saves
+		// compressing at the flush and decompressing at the compaction.
+		opts.Levels[0].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		for i := 1; i < len(opts.Levels); i++ { // they would inherit L0's
+			opts.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.SnappyCompression }
+		}
 	}
 	return opts
 }
@@ -367,6 +374,9 @@ func (p *Positions) endBulk() error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.db == nil {
+		return ledger.ErrClosed // closed meanwhile
+	}
 	if err := p.closeDB(); err != nil {
 		return err
 	}
@@ -489,6 +499,7 @@ func (p *Positions) Apply(records []store.Record) error {
 	if p.db == nil {
 		return ledger.ErrClosed
 	}
+	p.settled = false
 	if p.cur.full() {
 		p.cur.reset()
 	}
@@ -571,7 +582,6 @@ func (p *Positions) Apply(records []store.Record) error {
 		return err
 	}
 	committed = true
-	p.settled = false
 	p.progress.Advance(last)
 	if a.changed != nil {
 		p.notify(p.db, a.changed, last)
