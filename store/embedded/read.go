@@ -222,29 +222,25 @@ func (s *Store) ReadAll(ctx context.Context, from ledger.Position, filter store.
 	return func(yield func(store.Record, error) bool) {
 		pos := firstPosition(from)
 		var buf []store.Record
+		emit := func(r store.Record) bool { return yield(r, nil) }
 		for {
-			if err := ctx.Err(); err != nil {
-				yield(store.Record{}, err)
-				return
-			}
 			end := s.last.Load()
 			if pos > end {
-				if s.isClosed() {
+				if err := ctx.Err(); err != nil {
+					yield(store.Record{}, err)
+				} else if s.isClosed() {
 					yield(store.Record{}, errClosed)
 				}
 				return
 			}
-			var err error
-			buf, pos, err = s.readLog(buf[:0], pos, end, &filter)
+			next, more, err := s.readRange(ctx, pos, end, &filter, &buf, emit)
 			if err != nil {
 				yield(store.Record{}, err)
+			}
+			if err != nil || !more {
 				return
 			}
-			for _, r := range buf {
-				if !yield(r, nil) {
-					return
-				}
-			}
+			pos = next
 		}
 	}
 }
@@ -255,27 +251,17 @@ func (s *Store) ReadAll(ctx context.Context, from ledger.Position, filter store.
 func (s *Store) Subscribe(ctx context.Context, from ledger.Position, filter store.Filter) iter.Seq2[store.Message, error] {
 	return func(yield func(store.Message, error) bool) {
 		pos := firstPosition(from)
-		caughtUp := s.last.Load()
 		var buf []store.Record
+		emit := func(r store.Record) bool { return yield(store.Message{Record: r}, nil) }
 		// Catch-up: everything committed when the subscription started.
-		for pos <= caughtUp {
-			if err := ctx.Err(); err != nil {
-				yield(store.Message{}, err)
-				return
-			}
-			var err error
-			buf, pos, err = s.readLog(buf[:0], pos, caughtUp, &filter)
-			if err != nil {
-				yield(store.Message{}, err)
-				return
-			}
-			for _, r := range buf {
-				if !yield(store.Message{Record: r}, nil) {
-					return
-				}
-			}
-		}
-		if s.isClosed() {
+		pos, more, err := s.readRange(ctx, pos, s.last.Load(), &filter, &buf, emit)
+		switch {
+		case err != nil:
+			yield(store.Message{}, err)
+			return
+		case !more:
+			return
+		case s.isClosed():
 			yield(store.Message{}, errClosed)
 			return
 		}
@@ -299,23 +285,37 @@ func (s *Store) Subscribe(ctx context.Context, from ledger.Position, filter stor
 					return
 				}
 			}
-			if err := ctx.Err(); err != nil {
-				yield(store.Message{}, err)
-				return
-			}
-			var err error
-			buf, pos, err = s.readLog(buf[:0], pos, end, &filter)
+			pos, more, err = s.readRange(ctx, pos, end, &filter, &buf, emit)
 			if err != nil {
 				yield(store.Message{}, err)
-				return
 			}
-			for _, r := range buf {
-				if !yield(store.Message{Record: r}, nil) {
-					return
-				}
+			if err != nil || !more {
+				return
 			}
 		}
 	}
+}
+
+// readRange passes emit every record in positions [pos, end] that passes f, reading
+// the log in chunks into *buf (reused), and returns the position after end. It stops
+// early with more false when emit returns false, and with ctx's error, checked before
+// each chunk, or the log's.
+func (s *Store) readRange(ctx context.Context, pos, end uint64, f *store.Filter, buf *[]store.Record, emit func(store.Record) bool) (next uint64, more bool, err error) {
+	for pos <= end {
+		if err := ctx.Err(); err != nil {
+			return pos, false, err
+		}
+		*buf, pos, err = s.readLog((*buf)[:0], pos, end, f)
+		if err != nil {
+			return pos, false, err
+		}
+		for _, r := range *buf {
+			if !emit(r) {
+				return pos, false, nil
+			}
+		}
+	}
+	return pos, true, nil
 }
 
 var partyPrefix = []byte(ledger.StreamPrefix)
