@@ -23,7 +23,7 @@ func TestLagMetric(t *testing.T) {
 	if err := r.RegisterLag(reg, func() uint64 { return st.Stats().LastPosition }); err != nil {
 		t.Fatal(err)
 	}
-	gauge := func(name string) float64 {
+	find := func(name string) (float64, bool) {
 		t.Helper()
 		fams, err := reg.Gather()
 		if err != nil {
@@ -35,12 +35,19 @@ func TestLagMetric(t *testing.T) {
 			}
 			for _, m := range f.GetMetric() {
 				if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == PositionsName {
-					return m.GetGauge().GetValue()
+					return m.GetGauge().GetValue(), true
 				}
 			}
 		}
-		t.Fatalf("no %s series for positions", name)
-		return 0
+		return 0, false
+	}
+	gauge := func(name string) float64 {
+		t.Helper()
+		v, ok := find(name)
+		if !ok {
+			t.Fatalf("no %s series for positions", name)
+		}
+		return v
 	}
 	const lag, applied = "stanceledger_projection_lag_records", "stanceledger_projection_applied_commit"
 	if got := gauge(lag); got != float64(last.Commit) {
@@ -53,9 +60,12 @@ func TestLagMetric(t *testing.T) {
 	if err := p.WaitFor(waitCtx(t), last); err != nil {
 		t.Fatal(err)
 	}
-	// The runner sets the gauge just after the view advances: give it a moment.
-	for deadline := time.Now().Add(10 * time.Second); gauge(applied) != float64(last.Commit) && time.Now().Before(deadline); {
-		time.Sleep(time.Millisecond)
+	// The runner sets the gauge (creating its series) just after the view advances:
+	// give it a moment.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if v, ok := find(applied); ok && v == float64(last.Commit) {
+			break
+		}
 	}
 	if got := gauge(lag); got != 0 {
 		t.Errorf("lag after catching up = %v, want 0", got)
