@@ -154,6 +154,9 @@ func BenchmarkRebuild1M(b *testing.B) {
 		if err := p.WaitFor(context.Background(), last); err != nil {
 			b.Fatal(err)
 		}
+		if testing.Verbose() {
+			b.Logf("TIMING applied at %v cpu %v", time.Since(start), cpuTime(b)-startCPU)
+		}
 		// The build ends when it is an ordinary model again (flushed, WAL on).
 		for p.isBulk() {
 			time.Sleep(time.Millisecond)

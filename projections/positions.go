@@ -2,6 +2,7 @@ package projections
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -119,13 +120,15 @@ type Positions struct {
 	db *pebble.DB
 
 	progress *Progress
-	cur      *pairCache // used by Apply only
+	cur      *pairCache   // used by Apply only
+	recs     *recordCache // used by Apply only
 
 	// bulk is set while the model is a bulk build (see openModel); guarded by mu.
 	bulk bool
-	// flushes counts the memtable flushes of a bulk build (Pebble's event listener).
-	flushes *atomic.Int64
-	// compactedAt is flushes when Apply last started compacting the bulk build;
+	// flushed counts the bytes of memtables (and large batches) a bulk build has
+	// flushed (Pebble's event listener).
+	flushed *atomic.Int64
+	// compactedAt is flushed when Apply last started compacting the bulk build;
 	// compaction is that compaction while it runs (Apply goes on meanwhile).
 	compactedAt int64
 	compaction  *bulkCompaction
@@ -159,15 +162,16 @@ func openPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) 
 
 // newPositions opens the model in dir (openModel) and wraps it.
 func newPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) {
-	flushes := new(atomic.Int64)
-	m, err := openModel(fs, dir, log, flushes)
+	flushed := new(atomic.Int64)
+	m, err := openModel(fs, dir, log, flushed)
 	if err != nil {
 		return nil, err
 	}
 	return &Positions{
-		dir: dir, fs: fs, log: log, db: m.db, bulk: m.bulk, flushes: flushes,
+		dir: dir, fs: fs, log: log, db: m.db, bulk: m.bulk, flushed: flushed,
 		progress: NewProgress(PositionsName, m.applied),
 		cur:      newPairCache(m.applied.IsZero()),
+		recs:     newRecordCache(),
 		watchers: make(map[*watcher]struct{}),
 	}, nil
 }
@@ -192,12 +196,12 @@ func bulkMarker(dir string) string { return dir + ".bulk" }
 // A model that does not exist yet is created as a bulk build: it is about to be filled
 // from position 0, so it is written without a WAL and without automatic compactions
 // (flushed memtables pile up in L0 and are compacted in a few large compactions,
-// every bulkCompactEvery flushes and after the build, instead of many small ones).
+// every bulkCompactEvery bytes flushed and after the build, instead of many small ones).
 // A marker file next to dir (bulkMarker) says so until endBulk has flushed the build
 // and reopened it as an ordinary model; a model found with its marker was cut short
 // by a crash, has lost what was not flushed, and is discarded and built again.
-// flushes counts the build's memtable flushes.
-func openModel(fs vfs.FS, dir string, log *slog.Logger, flushes *atomic.Int64) (model, error) {
+// flushed counts the bytes the build has flushed.
+func openModel(fs vfs.FS, dir string, log *slog.Logger, flushed *atomic.Int64) (model, error) {
 	if err := fs.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return model{}, err
 	}
@@ -215,7 +219,7 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger, flushes *atomic.Int64) (
 		}
 	}
 	cache := pebble.NewCache(32 << 20)
-	db, err := pebble.Open(dir, modelOptions(fs, cache, log, bulk, flushes))
+	db, err := pebble.Open(dir, modelOptions(fs, cache, log, bulk, flushed))
 	cache.Unref() // the DB holds its own reference
 	if err != nil {
 		return model{}, fmt.Errorf("open positions view %s: %w", dir, err)
@@ -242,13 +246,13 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger, flushes *atomic.Int64) (
 		if err := fs.RemoveAll(dir); err != nil {
 			return model{}, err
 		}
-		return openModel(fs, dir, log, flushes)
+		return openModel(fs, dir, log, flushed)
 	}
 	return model{db: db, applied: applied, bulk: bulk}, nil
 }
 
 // modelOptions are the Pebble options of a read model, or of a bulk build.
-func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, flushes *atomic.Int64) *pebble.Options {
+func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, flushed *atomic.Int64) *pebble.Options {
 	// Bloom filters keep the lookups of keys that are not there (a new pair, a
 	// correction's target) from reading blocks of every table. Cache (32 MiB) and
 	// memtable sizes bound the view's memory (a rebuild opens a second model): a
@@ -267,7 +271,7 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 		opts.L0CompactionThreshold = 1 << 20
 		opts.L0CompactionFileThreshold = 1 << 20
 		opts.L0StopWritesThreshold = 1 << 20
-		opts.EventListener = &pebble.EventListener{FlushEnd: func(pebble.FlushInfo) { flushes.Add(1) }}
+		opts.EventListener = &pebble.EventListener{FlushEnd: func(fi pebble.FlushInfo) { flushed.Add(int64(fi.InputBytes)) }}
 		// L0 tables live only until the next compaction: not compressing them saves
 		// compressing at the flush and decompressing at the compaction.
 		opts.Levels[0].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
@@ -278,10 +282,10 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 	return opts
 }
 
-// bulkCompactEvery bounds the L0 tables of a bulk build: after that many memtable
-// flushes Apply starts compacting the build in the background, so lookups
-// (corrections) stay cheap on any log.
-var bulkCompactEvery int64 = 64 // a variable for tests
+// bulkCompactEvery bounds the L0 tables of a bulk build: after it has flushed that
+// many bytes of memtables (and large batches) since, Apply starts compacting the
+// build in the background, so lookups (corrections) stay cheap on any log.
+var bulkCompactEvery int64 = 1 << 30 // a variable for tests
 
 // bulkCompaction is a manual compaction of a bulk build, running in the background.
 type bulkCompaction struct {
@@ -290,7 +294,7 @@ type bulkCompaction struct {
 }
 
 // maybeCompactBulk reports how the last background compaction of the bulk build
-// ended, and starts another when the build has flushed bulkCompactEvery memtables
+// ended, and starts another when the build has flushed bulkCompactEvery bytes
 // since. The caller holds mu for reading and is the applying goroutine.
 func (p *Positions) maybeCompactBulk() error {
 	if c := p.compaction; c != nil {
@@ -304,7 +308,7 @@ func (p *Positions) maybeCompactBulk() error {
 			return nil
 		}
 	}
-	if n := p.flushes.Load(); n-p.compactedAt >= bulkCompactEvery {
+	if n := p.flushed.Load(); n-p.compactedAt >= bulkCompactEvery {
 		p.compactedAt = n
 		c := &bulkCompaction{done: make(chan struct{})}
 		p.compaction = c
@@ -380,7 +384,7 @@ func (p *Positions) endBulk() error {
 	if err := p.closeDB(); err != nil {
 		return err
 	}
-	m, err := openModel(p.fs, p.dir, p.log, p.flushes)
+	m, err := openModel(p.fs, p.dir, p.log, p.flushed)
 	if err != nil {
 		return err
 	}
@@ -479,9 +483,9 @@ func (p *Positions) Close() error {
 // Apply folds records into the view. Records MUST come in log order after
 // Applied(). Every Pebble batch it commits holds the view's changes for a run of
 // records together with the checkpoint of the last of them, so after a crash the
-// view holds exactly the records up to its checkpoint. (New records go in one batch;
-// each correction commits what precedes it and then gets a batch of its own, since
-// it reads what came before.) Batches are committed without sync: the log is
+// view holds exactly the records up to its checkpoint. (Usually one batch holds
+// them all; a correction that needs to search a pair's versions commits what
+// precedes it and gets a batch of its own.) Batches are committed without sync: the log is
 // durable, and Pebble's WAL recovers a prefix of committed batches, so a crash at
 // most forgets a suffix of them, which the Runner applies again from the recovered
 // checkpoint.
@@ -503,11 +507,14 @@ func (p *Positions) Apply(records []store.Record) error {
 	if p.cur.full() {
 		p.cur.reset()
 	}
-	a := applier{db: p.db, log: p.log, cur: p.cur}
+	p.recs.age()
+	a := applier{db: p.db, log: p.log, cur: p.cur, recs: p.recs}
 	committed := false
 	defer func() {
 		if !committed {
-			p.cur.reset() // it may hold what the failed batch did
+			// They may hold what the failed batch did.
+			p.cur.reset()
+			p.recs.reset()
 		}
 	}()
 	if p.watching() {
@@ -521,11 +528,23 @@ func (p *Positions) Apply(records []store.Record) error {
 		last = rec.Position
 	}
 	events := decodeAsync(records)
-	// New records go into a plain batch: writing it costs no index, and the pair
-	// cache answers what applying them needs to know. A correction reads what came
-	// before it, so the records before it are committed first (with their
-	// checkpoint), and it is applied in an indexed batch of its own.
-	a.b, a.r = p.db.NewBatch(), p.db
+	// Records go into a plain batch: writing it costs no index, and the pair and
+	// record caches answer what applying them needs to know of the batch's own
+	// writes (whatever they do not hold, the batch has not written, and the model
+	// answers). A large batch is committed as one sorted run rather than key by key
+	// into the memtable (Pebble's flushable batches). The one exception is a
+	// correction that ends a pair's current version without the pair cache knowing
+	// the next one: the pair's versions must be searched, batch included, so the
+	// records before it are committed first (with their checkpoint) and it is
+	// applied in an indexed batch of its own.
+	// A batch grows by doubling; one of about the size it will reach (the records'
+	// bytes and half as much again, measured on the synthetic mix) is allocated once.
+	var left int // bytes of the records not yet applied
+	for _, r := range records {
+		left += len(r.Data) + len(r.Metadata)
+	}
+	newBatch := func() *pebble.Batch { return p.db.NewBatchWithSize(left + left/2) }
+	a.b, a.r, a.plain = newBatch(), p.db, true
 	defer func() { a.b.Close() }()
 	var pending ledger.Position       // last record in a.b
 	var committedUpTo ledger.Position // last record committed
@@ -547,7 +566,7 @@ func (p *Positions) Apply(records []store.Record) error {
 		committedUpTo = pending
 		pending = ledger.Position{}
 		a.b.Close()
-		a.b, a.r = p.db.NewBatch(), p.db
+		a.b, a.r, a.plain = newBatch(), p.db, true
 		return nil
 	}
 	for i := range records {
@@ -556,6 +575,7 @@ func (p *Positions) Apply(records []store.Record) error {
 			return fmt.Errorf("record %s at %s: %w", records[i].EventID, records[i].Position, err)
 		}
 		pos := records[i].Position
+		left -= len(records[i].Data) + len(records[i].Metadata)
 		c, isFix := ev.Body.(*ledger.RecordCorrected)
 		if !isFix {
 			if err := a.add(pos, ev); err != nil {
@@ -564,18 +584,25 @@ func (p *Positions) Apply(records []store.Record) error {
 			pending = pos
 			continue
 		}
-		if err := flush(); err != nil {
-			return err
+		err = a.correct(pos, ev, c)
+		indexed := errors.Is(err, errNeedsIndex) // nothing of it was written
+		if indexed {
+			if err := flush(); err != nil {
+				return err
+			}
+			ib := p.db.NewIndexedBatch()
+			a.b.Close()
+			a.b, a.r, a.plain = ib, ib, false
+			err = a.correct(pos, ev, c)
 		}
-		ib := p.db.NewIndexedBatch()
-		a.b.Close()
-		a.b, a.r = ib, ib
-		if err := a.correct(pos, ev, c); err != nil {
+		if err != nil {
 			return fmt.Errorf("record %s at %s: %w", records[i].EventID, pos, err)
 		}
 		pending = pos
-		if err := flush(); err != nil {
-			return err
+		if indexed {
+			if err := flush(); err != nil { // back to a plain batch
+				return err
+			}
 		}
 	}
 	if err := flush(); err != nil {
@@ -592,18 +619,23 @@ func (p *Positions) Apply(records []store.Record) error {
 	return nil
 }
 
-// applier folds records into a batch. r reads what the view holds before the
-// batch's writes: the DB for a plain batch of new records (whose effects the pair
-// cache knows), the batch itself for an indexed one.
+// applier folds records into a batch. r reads the view: the DB for a plain batch
+// (plain is set; the pair and record caches know what the batch wrote), the batch
+// itself for an indexed one.
 type applier struct {
 	db      *pebble.DB
 	b       *pebble.Batch
 	r       pebble.Reader
+	plain   bool
 	log     *slog.Logger
 	changed map[contribKey]struct{} // pairs whose current stance may have changed; nil when nobody watches
 	cur     *pairCache
+	recs    *recordCache
 	buf     []byte
 }
+
+// errNeedsIndex says a correction must be applied in an indexed batch (see Apply).
+var errNeedsIndex = errors.New("correction needs an indexed batch")
 
 // pairState is what the applier needs to know of a pair to add a version: whether
 // the pair is indexed, the suffix of its current version (its greatest open one), if
@@ -690,6 +722,55 @@ func (c *pairCache) reset() {
 	c.complete = false
 }
 
+// recEntry is a stance-bearing record as the view holds it: its recordInfo (the r
+// row) and the value of each of its current versions (rows[i] is the version of
+// info.current[i], open, at info.occ, counting from info.from).
+type recEntry struct {
+	info recordInfo
+	rows []rowValue
+}
+
+// recordCache keeps the records the view wrote or read recently, so that a
+// correction (which usually names a recent record) finds the record and its
+// versions without reading the model. It has two generations: at the start of a batch (age), a young one that
+// holds maxCachedRecords becomes the old one and the old one is dropped, so it holds
+// at most twice that many records and a batch. A lookup tries the young one first,
+// where every update goes, so the old one's stale copies are never seen; every
+// record a batch writes stays in the young one until the batch ends, so what the
+// cache does not hold, the batch has not written. Only the applying goroutine uses
+// it; a batch that fails resets it.
+type recordCache struct {
+	young, old map[string]*recEntry // by event_id
+}
+
+const maxCachedRecords = 1 << 15
+
+func newRecordCache() *recordCache {
+	return &recordCache{young: make(map[string]*recEntry), old: make(map[string]*recEntry)}
+}
+
+// get returns the record with event_id id, or nil.
+func (c *recordCache) get(id string) *recEntry {
+	if e, ok := c.young[id]; ok {
+		return e
+	}
+	return c.old[id]
+}
+
+// put records e as the current state of the record id.
+func (c *recordCache) put(id string, e *recEntry) { c.young[id] = e }
+
+// age drops the old generation when the young one is full (between batches only).
+func (c *recordCache) age() {
+	if len(c.young) >= maxCachedRecords {
+		c.old, c.young = c.young, make(map[string]*recEntry, maxCachedRecords)
+	}
+}
+
+func (c *recordCache) reset() {
+	c.young, c.old = make(map[string]*recEntry), make(map[string]*recEntry)
+}
+
 // decoding is the decoding of a batch of records, on up to GOMAXPROCS goroutines, in
 // chunks taken in log order, so folding the first records (one goroutine, in order)
 // overlaps decoding the later ones: decoding is much of the cost of applying a
@@ -743,16 +824,18 @@ func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 		occ: ev.OccurredAt.UTC(), from: pos,
 		current: make([]contribKey, len(contribs)),
 	}
+	rows := make([]rowValue, len(contribs))
 	for i, c := range contribs {
 		ri.current[i] = contribKey{c.Party, c.Stance.Topic}
-		row := rowValue{
+		rows[i] = rowValue{
 			alignment: c.Stance.Alignment, act: c.Stance.Act, eventID: ev.EventID,
 			summary: c.Stance.Summary, quote: c.Stance.Quote,
 		}
-		if err := a.putVersion(c.Party, c.Stance.Topic, suffix{occ: ri.occ, rec: pos, idx: uint32(i), from: pos}, &row); err != nil {
+		if err := a.putVersion(c.Party, c.Stance.Topic, suffix{occ: ri.occ, rec: pos, idx: uint32(i), from: pos}, &rows[i]); err != nil {
 			return err
 		}
 	}
+	a.recs.put(ev.EventID, &recEntry{info: ri, rows: rows})
 	return a.b.Set(rk, ri.append(nil), nil)
 }
 
@@ -781,20 +864,16 @@ func attributedParties(e *ledger.Event) []string {
 // stance-bearing record already in the view (validation prevents it) changes nothing.
 func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.RecordCorrected) error {
 	rk := recordKey(c.CorrectsEventID)
-	v, closer, err := a.r.Get(rk)
-	if errors.Is(err, pebble.ErrNotFound) {
+	target, err := a.record(c.CorrectsEventID)
+	if err != nil {
+		return err
+	}
+	if target == nil {
 		a.log.Warn("positions: correction names no stance-bearing record; ignored",
 			"event_id", ev.EventID, "corrects_event_id", c.CorrectsEventID, "position", pos.String())
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	ri, err := parseRecordInfo(v)
-	closer.Close()
-	if err != nil {
-		return fmt.Errorf("record %q: %w", c.CorrectsEventID, err)
-	}
+	ri := target.info // a copy: the cached entry stays as it is
 	if ri.party != ev.Party {
 		a.log.Warn("positions: correction names a record of another party; ignored",
 			"event_id", ev.EventID, "corrects_event_id", c.CorrectsEventID, "position", pos.String())
@@ -811,26 +890,23 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 	if c.Withdraw {
 		fix.effect |= EffectWithdraw
 	}
-	ri.fixes = append(ri.fixes, fix)
+	ri.fixes = append(slices.Clip(ri.fixes), fix)
 	if fix.effect == 0 {
+		a.recs.put(c.CorrectsEventID, &recEntry{info: ri, rows: target.rows})
 		return a.b.Set(rk, ri.append(nil), nil)
+	}
+	if a.plain {
+		if search, err := a.needsSearch(ri); err != nil || search {
+			return cmp.Or(err, errNeedsIndex)
+		}
 	}
 
 	// Close the versions that counted until now, keeping their stances for a re-date.
-	old := make([]rowValue, len(ri.current))
+	old := target.rows
 	for i, ck := range ri.current {
 		key := versionPrefix(ck.party, ck.topic)
 		key = suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: ri.from}.append(key)
-		v, closer, err := a.r.Get(key)
-		if err != nil {
-			return fmt.Errorf("version of %q for (%s, %s): %w", c.CorrectsEventID, ck.party, ck.topic, err)
-		}
-		row, err := parseRow(v)
-		closer.Close()
-		if err != nil {
-			return err
-		}
-		old[i] = row
+		row := old[i]
 		row.until, row.untilEventID, row.untilEffect = pos, ev.EventID, fix.effect
 		if err := a.b.Set(key, row.append(nil), nil); err != nil {
 			return err
@@ -889,14 +965,78 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 	}
 	ri.from = pos
 	ri.current = make([]contribKey, len(nexts))
+	rows := make([]rowValue, len(nexts))
 	for i, n := range nexts {
 		ri.current[i] = n.ck
-		n.row.eventID, n.row.sinceEventID = c.CorrectsEventID, ev.EventID
-		if err := a.putVersion(n.ck.party, n.ck.topic, suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: pos}, &n.row); err != nil {
+		rows[i] = n.row
+		rows[i].eventID, rows[i].sinceEventID = c.CorrectsEventID, ev.EventID
+		if err := a.putVersion(n.ck.party, n.ck.topic, suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: pos}, &rows[i]); err != nil {
 			return err
 		}
 	}
+	a.recs.put(c.CorrectsEventID, &recEntry{info: ri, rows: rows})
 	return a.b.Set(rk, ri.append(nil), nil)
+}
+
+// record returns the stance-bearing record with event_id id as the view holds it:
+// from the record cache, else read from the model (and cached); nil when the view
+// holds no such record.
+func (a *applier) record(id string) (*recEntry, error) {
+	if e := a.recs.get(id); e != nil {
+		return e, nil
+	}
+	v, closer, err := a.r.Get(recordKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ri, err := parseRecordInfo(v)
+	closer.Close()
+	if err != nil {
+		return nil, fmt.Errorf("record %q: %w", id, err)
+	}
+	rows := make([]rowValue, len(ri.current))
+	for i, ck := range ri.current {
+		key := suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: ri.from}.append(versionPrefix(ck.party, ck.topic))
+		v, closer, err := a.r.Get(key)
+		if err != nil {
+			return nil, fmt.Errorf("version of %q for (%s, %s): %w", id, ck.party, ck.topic, err)
+		}
+		rows[i], err = parseRow(v)
+		closer.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	e := &recEntry{info: ri, rows: rows}
+	a.recs.put(id, e)
+	return e, nil
+}
+
+// needsSearch says whether closing ri's current versions ends the current version
+// of a pair whose next open version the pair cache does not know (or closes that
+// one too): correct then searches the pair's versions (recomputeCurrent), which
+// must see the batch's own writes.
+func (a *applier) needsSearch(ri recordInfo) (bool, error) {
+	closed := make([][suffixLen]byte, len(ri.current))
+	for i := range closed {
+		suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: ri.from}.append(closed[i][:0])
+	}
+	for _, ck := range ri.current {
+		st, err := a.current(ck.party, ck.topic)
+		if err != nil {
+			return false, err
+		}
+		if !st.has || !slices.Contains(closed, st.suffix) {
+			continue
+		}
+		if !st.nextKnown || (st.hasNext && slices.Contains(closed, st.next)) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // putVersion writes a new version and makes it current if it beats the current one
@@ -967,7 +1107,7 @@ func (a *applier) current(party, topic string) (pairState, error) {
 }
 
 // setCurrent makes st (whose suffix names a version with the value row) the pair's
-// state and current version.
+// state and current version. A nil row stores the suffix alone (see promote).
 func (a *applier) setCurrent(party, topic string, st pairState, row []byte) error {
 	v := make([]byte, 0, suffixLen+len(row))
 	v = append(append(v, st.suffix[:]...), row...)
@@ -980,7 +1120,9 @@ func (a *applier) setCurrent(party, topic string, st pairState, row []byte) erro
 
 // promote finds the current version of a pair whose current one was just closed: its
 // second greatest open version when the pair cache knows it, else by searching the
-// pair's versions (recomputeCurrent).
+// pair's versions (recomputeCurrent). The known one becomes current by its suffix
+// alone: reading its value could mean reading an old part of the model, which costs
+// a bulk build more than the read queries then make (decodeCurrent).
 func (a *applier) promote(ck contribKey) error {
 	st, _ := a.cur.get(ck.party, ck.topic)
 	switch {
@@ -989,16 +1131,7 @@ func (a *applier) promote(ck contribKey) error {
 	case !st.hasNext:
 		return a.noCurrent(ck)
 	}
-	key := append(versionPrefix(ck.party, ck.topic), st.next[:]...)
-	v, closer, err := a.r.Get(key)
-	if err != nil {
-		return fmt.Errorf("next version of (%s, %s): %w", ck.party, ck.topic, err)
-	}
-	defer closer.Close()
-	if !getPos(v).IsZero() {
-		return fmt.Errorf("next version of (%s, %s) is closed: the pair cache is inconsistent", ck.party, ck.topic)
-	}
-	return a.setCurrent(ck.party, ck.topic, pairState{known: true, has: true, suffix: st.next}, v)
+	return a.setCurrent(ck.party, ck.topic, pairState{known: true, has: true, suffix: st.next}, nil)
 }
 
 // recomputeCurrent finds the current stance of a pair, its greatest version that
@@ -1218,12 +1351,13 @@ func (p *Positions) SwitchTo(build Projection) error {
 	if err := syncDir(p.fs, filepath.Dir(p.dir)); err != nil {
 		return err
 	}
-	m, err := openModel(p.fs, p.dir, p.log, p.flushes)
+	m, err := openModel(p.fs, p.dir, p.log, p.flushed)
 	if err != nil {
 		return err
 	}
 	p.db, p.bulk = m.db, m.bulk
 	p.cur.reset()
+	p.recs.reset()
 	p.progress.Advance(m.applied)
 	return p.fs.RemoveAll(retired)
 }

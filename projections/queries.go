@@ -101,11 +101,28 @@ func getCurrent(r pebble.Reader, party, topic string) (PartyPosition, bool, erro
 		return PartyPosition{}, false, err
 	}
 	defer closer.Close()
-	if len(val) < suffixLen {
-		return PartyPosition{}, false, errCorrupt
-	}
-	pp, _, err := decodeVersion(party, topic, val[:suffixLen], val[suffixLen:])
+	pp, err := decodeCurrent(r, party, topic, val)
 	return pp, err == nil, err
+}
+
+// decodeCurrent decodes the value of a pair's current key: the current version's
+// suffix and value, or its suffix alone (see applier.promote), when the value is
+// read from the version.
+func decodeCurrent(r pebble.Reader, party, topic string, val []byte) (PartyPosition, error) {
+	switch {
+	case len(val) < suffixLen:
+		return PartyPosition{}, errCorrupt
+	case len(val) > suffixLen:
+		pp, _, err := decodeVersion(party, topic, val[:suffixLen], val[suffixLen:])
+		return pp, err
+	}
+	row, closer, err := r.Get(append(versionPrefix(party, topic), val...))
+	if err != nil {
+		return PartyPosition{}, fmt.Errorf("current version of (%s, %s): %w", party, topic, err)
+	}
+	defer closer.Close()
+	pp, _, err := decodeVersion(party, topic, val, row)
+	return pp, err
 }
 
 // asOf scans the versions of one pair with valid time <= t (all when t is zero)
@@ -224,11 +241,7 @@ func (v *view) listCurrent(ctx context.Context, f ListFilter) ([]PartyPosition, 
 		if err != nil {
 			return nil, false, err
 		}
-		val := it.Value()
-		if len(val) < suffixLen {
-			return nil, false, errCorrupt
-		}
-		pp, _, err := decodeVersion(party, topic, val[:suffixLen], val[suffixLen:])
+		pp, err := decodeCurrent(v.snap, party, topic, it.Value())
 		if err != nil {
 			return nil, false, err
 		}

@@ -230,13 +230,19 @@ func TestPositionsMatchReferenceFold(t *testing.T) {
 			if want := sortedRows(refFold(log, n, time.Time{})); !slices.Equal(got, want) {
 				t.Fatalf("seed %d: current after %d records:\n got %+v\nwant %+v", seed, n, got, want)
 			}
-			// Odd seeds also lose the pair cache now and then (as after a restart, or
-			// when it overflows) and end the bulk build part-way, so the view is checked
-			// on what it must read back as well as on what it remembers.
+			// Odd seeds also lose the pair cache, the record cache or both now and then
+			// (as after a restart, or when they overflow) and end the bulk build
+			// part-way, so the view is checked on what it must read back as well as on
+			// what it remembers.
 			if seed%2 == 1 {
-				switch rng.IntN(4) {
+				switch rng.IntN(6) {
 				case 0:
 					p.cur.reset()
+				case 2:
+					p.recs.reset()
+				case 3:
+					p.cur.reset()
+					p.recs.reset()
 				case 1:
 					if err := p.CaughtUp(); err != nil {
 						t.Fatalf("seed %d: %v", seed, err)

@@ -58,6 +58,13 @@ type RunnerOptions struct {
 	// A batch holds what the subscription has delivered, up to BatchSize: under
 	// load batches fill up, when idle each record is applied at once.
 	BatchSize int
+	// CatchUpBatchSize is the most records in one batch while a projection catches
+	// up with the log (until the subscription reports it has caught up); default
+	// 8192, never less than BatchSize. Catching up, the log has more than enough
+	// records waiting, and fewer, larger commits cost a read model less (the
+	// positions view commits a large batch as a sorted run instead of record by
+	// record into its memtable).
+	CatchUpBatchSize int
 	// RetryDelay is the first wait before resubscribing after the log's
 	// subscription fails (doubling up to 30 s); default 500 ms.
 	RetryDelay time.Duration
@@ -129,6 +136,10 @@ func NewRunner(src store.Subscriber, log *slog.Logger, opts *RunnerOptions, ps .
 	if r.opts.BatchSize <= 0 {
 		r.opts.BatchSize = 1000
 	}
+	if r.opts.CatchUpBatchSize <= 0 {
+		r.opts.CatchUpBatchSize = 8192
+	}
+	r.opts.CatchUpBatchSize = max(r.opts.CatchUpBatchSize, r.opts.BatchSize)
 	if r.opts.RetryDelay <= 0 {
 		r.opts.RetryDelay = 500 * time.Millisecond
 	}
@@ -281,7 +292,7 @@ func (r *Runner) feed(ctx context.Context, from ledger.Position, apply func(batc
 		caughtUp bool
 		err      error
 	}
-	items := make(chan item, 2*r.opts.BatchSize)
+	items := make(chan item, 2*r.opts.CatchUpBatchSize)
 	go func() {
 		defer close(items)
 		for msg, err := range r.src.Subscribe(ctx, from, store.Filter{}) {
@@ -306,7 +317,8 @@ func (r *Runner) feed(ctx context.Context, from ledger.Position, apply func(batc
 			}
 		}
 	}()
-	batch := make([]store.Record, 0, r.opts.BatchSize)
+	limit := r.opts.CatchUpBatchSize // until the catch-up ends
+	batch := make([]store.Record, 0, limit)
 	for {
 		var it item
 		var ok bool
@@ -330,7 +342,7 @@ func (r *Runner) feed(ctx context.Context, from ledger.Position, apply func(batc
 			default:
 				batch = append(batch, it.rec)
 			}
-			if stop != nil || caughtUp || len(batch) == r.opts.BatchSize {
+			if stop != nil || caughtUp || len(batch) == limit {
 				break
 			}
 			more := false
@@ -346,6 +358,11 @@ func (r *Runner) feed(ctx context.Context, from ledger.Position, apply func(batc
 			if err := apply(batch, caughtUp); err != nil {
 				return err
 			}
+		}
+		if caughtUp && limit != r.opts.BatchSize {
+			// Live from here on; a smaller array lets the catch-up's records go.
+			limit = r.opts.BatchSize
+			batch = make([]store.Record, 0, limit)
 		}
 		if stop != nil {
 			return stop

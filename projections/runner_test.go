@@ -369,9 +369,9 @@ func TestBulkBuild(t *testing.T) {
 	if _, err := fs.Stat(bulkMarker(dir)); !p.bulk || err != nil {
 		t.Fatalf("a new model: bulk %v, marker %v; want a bulk build with its marker", p.bulk, err)
 	}
-	// Flush after every batch and compact every second flush, as a large build does.
+	// Flush after every batch and compact after every flush, as a large build does.
 	defer func(every int64) { bulkCompactEvery = every }(bulkCompactEvery)
-	bulkCompactEvery = 2
+	bulkCompactEvery = 1
 	recs := records(t, randomLog(rand.New(rand.NewPCG(5, 6)), 300))
 	for i := 0; i < len(recs); i += 25 {
 		if err := p.Apply(recs[i : i+25]); err != nil {
