@@ -66,7 +66,11 @@ func getOcc(b []byte) time.Time {
 
 // pairKey returns prefix + a + 0x00 + b.
 func pairKey(prefix byte, a, b string) []byte {
-	k := make([]byte, 0, 2+len(a)+len(b)+suffixLen+1)
+	return appendPairKey(make([]byte, 0, 2+len(a)+len(b)+suffixLen+1), prefix, a, b)
+}
+
+// appendPairKey appends prefix + a + 0x00 + b to k.
+func appendPairKey(k []byte, prefix byte, a, b string) []byte {
 	k = append(k, prefix)
 	k = append(k, a...)
 	k = append(k, 0)

@@ -152,7 +152,12 @@ func openPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, leftover := range []string{dir + rebuildSuffix, bulkMarker(dir + rebuildSuffix), dir + retiredSuffix} {
+	var leftovers []string
+	for _, d := range []string{dir, dir + rebuildSuffix} {
+		leftovers = append(leftovers, d+settledSuffix, d+settledSuffix+tablesSuffix)
+	}
+	leftovers = append(leftovers, dir+rebuildSuffix, bulkMarker(dir+rebuildSuffix), dir+retiredSuffix)
+	for _, leftover := range leftovers {
 		if err := fs.RemoveAll(leftover); err != nil {
 			return nil, fmt.Errorf("remove %s: %w", leftover, err)
 		}
@@ -341,35 +346,13 @@ func removeMarker(fs vfs.FS, dir string) error {
 	return syncDir(fs, filepath.Dir(dir))
 }
 
-// settleBulk flushes a bulk build's memtables (there is no WAL) and compacts it
-// into its final shape, so that it reopens as an ordinary model with nothing to
-// compact (Pebble's Open would otherwise wait for the compaction it starts). The
-// caller holds mu, for reading at least, and no Apply runs.
-func (p *Positions) settleBulk() error {
-	if c := p.compaction; c != nil {
-		<-c.done // a compaction of the bulk build still running
-		p.compaction = nil
-		if c.err != nil {
-			return fmt.Errorf("compact bulk build: %w", c.err)
-		}
-	}
-	if err := p.db.Flush(); err != nil {
-		return fmt.Errorf("flush bulk build: %w", err)
-	}
-	if err := p.db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
-		return fmt.Errorf("compact bulk build: %w", err)
-	}
-	p.settled = true
-	return nil
-}
-
-// endBulk turns a bulk build into an ordinary model: settled (flushed and compacted)
-// while queries go on, it is closed, loses its marker and is reopened with WAL and
-// automatic compactions under the write lock.
+// endBulk turns a bulk build into an ordinary model: written out sorted
+// (settleBulk) while queries go on, it is swapped in under the write lock and
+// reopened with WAL and automatic compactions.
 func (p *Positions) endBulk() error {
 	p.mu.RLock()
 	bulk, err := p.bulk, error(nil)
-	if bulk && p.db != nil {
+	if bulk && p.db != nil && !p.settled {
 		err = p.settleBulk()
 	}
 	p.mu.RUnlock()
@@ -392,8 +375,8 @@ func (p *Positions) endBulk() error {
 	return nil
 }
 
-// closeDB closes the DB; a bulk build is flushed first and loses its marker, so
-// it reopens as an ordinary model. The caller holds mu for writing.
+// closeDB closes the DB; a bulk build is settled and swapped first (settleBulk,
+// swapSettled), so it reopens as an ordinary model. The caller holds mu for writing.
 func (p *Positions) closeDB() error {
 	if p.db == nil {
 		return nil
@@ -408,13 +391,7 @@ func (p *Positions) closeDB() error {
 			return err
 		}
 	}
-	db := p.db
-	p.db = nil
-	if err := db.Close(); err != nil {
-		return err
-	}
-	p.bulk = false
-	return removeMarker(p.fs, p.dir)
+	return p.swapSettled()
 }
 
 // CaughtUp ends the bulk build of a model filled from position 0 (see openModel):
@@ -631,7 +608,8 @@ type applier struct {
 	changed map[contribKey]struct{} // pairs whose current stance may have changed; nil when nobody watches
 	cur     *pairCache
 	recs    *recordCache
-	buf     []byte
+	// Buffers for keys and values handed to the batch, which copies them.
+	buf, key, ckey, cval []byte
 }
 
 // errNeedsIndex says a correction must be applied in an indexed batch (see Apply).
@@ -817,7 +795,6 @@ func (d *decoding) get(i int) (*ledger.Event, error) {
 // add stores a stance-bearing record and its contributions.
 func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 	// The log holds each event_id once (store.Proposed), so no lookup is needed.
-	rk := recordKey(ev.EventID)
 	contribs := ledger.Contributions(ev)
 	ri := recordInfo{
 		pos: pos, party: ev.Party, parties: attributedParties(ev),
@@ -836,7 +813,9 @@ func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 		}
 	}
 	a.recs.put(ev.EventID, &recEntry{info: ri, rows: rows})
-	return a.b.Set(rk, ri.append(nil), nil)
+	a.key = append(append(a.key[:0], prefixRecord), ev.EventID...)
+	a.buf = ri.append(a.buf[:0])
+	return a.b.Set(a.key, a.buf, nil)
 }
 
 // attributedParties returns the parties e's stances count for (ledger.Attribute):
@@ -1043,7 +1022,8 @@ func (a *applier) needsSearch(ri recordInfo) (bool, error) {
 // (a new version never ends another, so comparing suffices), keeping the pair's
 // second greatest open version known when it was.
 func (a *applier) putVersion(party, topic string, s suffix, row *rowValue) error {
-	key := s.append(versionPrefix(party, topic))
+	a.key = s.append(append(appendPairKey(a.key[:0], prefixVersion, party, topic), 0))
+	key := a.key
 	a.buf = row.append(a.buf[:0])
 	if err := a.b.Set(key, a.buf, nil); err != nil {
 		return err
@@ -1109,13 +1089,13 @@ func (a *applier) current(party, topic string) (pairState, error) {
 // setCurrent makes st (whose suffix names a version with the value row) the pair's
 // state and current version. A nil row stores the suffix alone (see promote).
 func (a *applier) setCurrent(party, topic string, st pairState, row []byte) error {
-	v := make([]byte, 0, suffixLen+len(row))
-	v = append(append(v, st.suffix[:]...), row...)
+	a.cval = append(append(a.cval[:0], st.suffix[:]...), row...)
 	if a.changed != nil {
 		a.changed[contribKey{party, topic}] = struct{}{}
 	}
 	a.cur.put(party, topic, st)
-	return a.b.Set(pairKey(prefixCurrent, party, topic), v, nil)
+	a.ckey = appendPairKey(a.ckey[:0], prefixCurrent, party, topic)
+	return a.b.Set(a.ckey, a.cval, nil)
 }
 
 // promote finds the current version of a pair whose current one was just closed: its
@@ -1378,7 +1358,7 @@ func (p *Positions) DiscardBuild(build Projection) error {
 		b.db = nil
 	}
 	b.mu.Unlock()
-	return errors.Join(err, p.fs.RemoveAll(b.dir), removeMarker(p.fs, b.dir))
+	return errors.Join(err, p.fs.RemoveAll(b.dir), p.fs.RemoveAll(b.dir+settledSuffix), removeMarker(p.fs, b.dir))
 }
 
 func syncDir(fs vfs.FS, dir string) error {
