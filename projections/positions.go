@@ -721,7 +721,7 @@ type recordCache struct {
 	young, old map[string]*recEntry // by event_id
 }
 
-const maxCachedRecords = 1 << 15
+var maxCachedRecords = 1 << 15 // a variable for tests
 
 func newRecordCache() *recordCache {
 	return &recordCache{young: make(map[string]*recEntry), old: make(map[string]*recEntry)}

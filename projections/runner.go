@@ -389,7 +389,9 @@ var ErrNotRebuildable = errors.New("projection cannot be rebuilt")
 
 // Rebuild builds the named projection again from position 0 into a fresh read model
 // while the live one keeps serving, then switches over atomically once the build has
-// caught up with it, and returns the rebuilt model's checkpoint. A projection
+// caught up with it, and returns the rebuilt model's checkpoint. A build that is a
+// CatchUpper is told when it has caught up with the log, before the live model is
+// held still. A projection
 // stopped by an error resumes on the rebuilt model. When ctx ends first, the build
 // is discarded and the live model stays. An unknown name gives an error matching
 // ledger.ErrNotFound.
@@ -438,6 +440,13 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (ledger.Position, err
 		}
 		r.records.WithLabelValues(name).Add(float64(len(batch)))
 		if target == nil && caughtUp {
+			// The build ends its bulk phase (Positions: settles) while the live
+			// model still follows the log.
+			if cu, ok := build.(CatchUpper); ok {
+				if err := cu.CaughtUp(); err != nil {
+					return &applyError{fmt.Errorf("after catching up: %w", err)}
+				}
+			}
 			st.applyMu.Lock()
 			t := st.p.Progress().Applied()
 			target = &t

@@ -232,13 +232,17 @@ func TestRunnerRebuildSwitchesOverWhileServing(t *testing.T) {
 type failing struct {
 	progress *Progress
 	poison   uint64
+	pause    time.Duration // the first Apply waits this long
 	mu       sync.Mutex
 	applied  []uint64
+	sizes    []int // of the batches applied
 }
 
 func (f *failing) Name() string        { return "failing" }
 func (f *failing) Progress() *Progress { return f.progress }
 func (f *failing) Apply(recs []store.Record) error {
+	time.Sleep(f.pause)
+	f.pause = 0
 	for _, r := range recs {
 		if r.Position.Commit == f.poison {
 			return errors.New("poisoned record")
@@ -248,9 +252,53 @@ func (f *failing) Apply(recs []store.Record) error {
 	for _, r := range recs {
 		f.applied = append(f.applied, r.Position.Commit)
 	}
+	f.sizes = append(f.sizes, len(recs))
 	f.mu.Unlock()
 	f.progress.Advance(recs[len(recs)-1].Position)
 	return nil
+}
+
+// Catching up, the Runner applies batches of up to CatchUpBatchSize records (the
+// log has them waiting: the first Apply pauses while the subscription queues them);
+// live, of up to BatchSize.
+func TestRunnerCatchUpBatches(t *testing.T) {
+	st := openTestStore(t)
+	events := randomLog(rand.New(rand.NewPCG(8, 9)), 530)
+	appendLog(t, st, events[:500])
+	f := &failing{progress: NewProgress("failing", ledger.Position{}), pause: 200 * time.Millisecond}
+	startRunner(t, st, &RunnerOptions{BatchSize: 3, CatchUpBatchSize: 200}, f)
+	if err := f.progress.WaitFor(waitCtx(t), ledger.Position{Commit: 500, Prepare: 500}); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	catchUp := slices.Clone(f.sizes)
+	f.mu.Unlock()
+	if m := slices.Max(catchUp); m <= 3 || m > 200 {
+		t.Fatalf("catch-up batches %v: want some larger than BatchSize (3), none larger than CatchUpBatchSize (200)", catchUp)
+	}
+	last := appendLog(t, st, events[500:])
+	if err := f.progress.WaitFor(waitCtx(t), last); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// The catch-up may have ended after the first 500; every batch after 500 is live.
+	var live []int
+	n := 0
+	for _, size := range f.sizes {
+		if n >= 500 {
+			live = append(live, size)
+		}
+		n += size
+	}
+	if len(live) == 0 || slices.Max(live) > 3 {
+		t.Fatalf("live batches %v: want none larger than BatchSize (3)", live)
+	}
+	for i, c := range f.applied {
+		if c != uint64(i+1) {
+			t.Fatalf("applied %v: a record was skipped or repeated", f.applied)
+		}
+	}
 }
 
 func TestRunnerStopsLoudlyAndNeverSkips(t *testing.T) {
@@ -409,15 +457,52 @@ func TestBulkBuild(t *testing.T) {
 	}
 	crashed.Close()
 
+	// Settled (written out to <dir>.settled) but not yet swapped in: a crash now
+	// discards both, and leaves nothing of the settled copy behind.
+	p.mu.RLock()
+	err = p.settleBulk()
+	p.mu.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, keep := range []int{0, 100} {
+		cfs := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: keep, RNG: rand.New(rand.NewPCG(3, uint64(i)))})
+		crashed, err := openPositions(cfs, dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !crashed.Applied().IsZero() || !crashed.bulk {
+			t.Errorf("a bulk build settled but not swapped reopened at %s (bulk %v); want it built again", crashed.Applied(), crashed.bulk)
+		}
+		for _, leftover := range []string{dir + settledSuffix, dir + settledSuffix + tablesSuffix} {
+			if _, err := cfs.Stat(leftover); err == nil {
+				t.Errorf("%s left behind after a crash", leftover)
+			}
+		}
+		crashed.Close()
+	}
+
 	if err := p.CaughtUp(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := fs.Stat(bulkMarker(dir)); p.bulk || err == nil {
 		t.Fatalf("after CaughtUp: bulk %v, marker %v; want an ordinary model", p.bulk, err)
 	}
+	for _, leftover := range []string{dir + settledSuffix, dir + settledSuffix + tablesSuffix} {
+		if _, err := fs.Stat(leftover); err == nil {
+			t.Errorf("%s left behind after CaughtUp", leftover)
+		}
+	}
 	wantList, wantDigest := table(t, p)
 	if len(wantList) == 0 {
 		t.Fatal("empty table")
+	}
+	if !slices.Equal(wantList, plainList) || wantDigest != plainDigest {
+		t.Fatal("the settled model differs from a model built in one batch")
+	}
+	// Settled, it holds every key in the bottom level, nothing to compact.
+	if m := p.db.Metrics(); m.Levels[0].TablesCount != 0 || m.Compact.EstimatedDebt != 0 {
+		t.Errorf("settled model: %d tables in L0, compaction debt %d; want none", m.Levels[0].TablesCount, m.Compact.EstimatedDebt)
 	}
 	reopened, err := openPositions(fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(2, 2))}), dir, nil)
 	if err != nil {
