@@ -15,7 +15,8 @@ import (
 //	m/applied                                 checkpoint: position of the last applied record (16 bytes)
 //	r<event_id>                               recordInfo of every stance-bearing record
 //	v<party>\x00<topic>\x00<occ><rec><idx><from>  one version of one contribution (rowValue)
-//	c<party>\x00<topic>                       the current contribution: its version suffix + rowValue
+//	c<party>\x00<topic>                       the current contribution: its version suffix + rowValue,
+//	                                          or the suffix alone (then read the version; see applier.promote)
 //	p<party>\x00<topic>                       the pair has had a contribution (empty value)
 //	t<topic>\x00<party>                       the same pair, indexed by topic
 //

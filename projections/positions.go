@@ -200,11 +200,12 @@ func bulkMarker(dir string) string { return dir + ".bulk" }
 //
 // A model that does not exist yet is created as a bulk build: it is about to be filled
 // from position 0, so it is written without a WAL and without automatic compactions
-// (flushed memtables pile up in L0 and are compacted in a few large compactions,
-// every bulkCompactEvery bytes flushed and after the build, instead of many small ones).
-// A marker file next to dir (bulkMarker) says so until endBulk has flushed the build
-// and reopened it as an ordinary model; a model found with its marker was cut short
-// by a crash, has lost what was not flushed, and is discarded and built again.
+// (flushed memtables and large batches pile up in L0, compacted every
+// bulkCompactEvery bytes flushed, and the build is written out sorted once at the
+// end, settleBulk, instead of in many small compactions). A marker file next to dir
+// (bulkMarker) says so until endBulk has swapped the written-out model in and
+// reopened it as an ordinary model; a model found with its marker was cut short by
+// a crash, has lost what was not flushed, and is discarded and built again.
 // flushed counts the bytes the build has flushed.
 func openModel(fs vfs.FS, dir string, log *slog.Logger, flushed *atomic.Int64) (model, error) {
 	if err := fs.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
@@ -462,10 +463,10 @@ func (p *Positions) Close() error {
 // records together with the checkpoint of the last of them, so after a crash the
 // view holds exactly the records up to its checkpoint. (Usually one batch holds
 // them all; a correction that needs to search a pair's versions commits what
-// precedes it and gets a batch of its own.) Batches are committed without sync: the log is
-// durable, and Pebble's WAL recovers a prefix of committed batches, so a crash at
-// most forgets a suffix of them, which the Runner applies again from the recovered
-// checkpoint.
+// precedes it and gets a batch of its own.) Batches are committed without sync:
+// the log is durable, and Pebble's WAL recovers a prefix of committed batches, so
+// a crash at most forgets a suffix of them, which the Runner applies again from
+// the recovered checkpoint.
 //
 // A position at or before Applied() is an error, and nothing of the call is
 // applied. A record that cannot be decoded, or a failure to commit, is an error that
@@ -514,6 +515,7 @@ func (p *Positions) Apply(records []store.Record) error {
 	// the next one: the pair's versions must be searched, batch included, so the
 	// records before it are committed first (with their checkpoint) and it is
 	// applied in an indexed batch of its own.
+	//
 	// A batch grows by doubling; one of about the size it will reach (the records'
 	// bytes and half as much again, measured on the synthetic mix) is allocated once.
 	var left int // bytes of the records not yet applied
@@ -710,21 +712,26 @@ type recEntry struct {
 
 // recordCache keeps the records the view wrote or read recently, so that a
 // correction (which usually names a recent record) finds the record and its
-// versions without reading the model. It has two generations: at the start of a batch (age), a young one that
-// holds maxCachedRecords becomes the old one and the old one is dropped, so it holds
-// at most twice that many records and a batch. A lookup tries the young one first,
-// where every update goes, so the old one's stale copies are never seen; every
-// record a batch writes stays in the young one until the batch ends, so what the
-// cache does not hold, the batch has not written. Only the applying goroutine uses
-// it; a batch that fails resets it.
+// versions without reading the model. It has two generations: at the start of a
+// batch (age), a young one holding maxCachedRows versions becomes the old one and
+// the old one is dropped, so the cache holds at most twice that many and a batch's.
+// A lookup tries the young one first, where every update goes, so the old one's
+// stale copies are never seen; every record a batch writes stays in the cache until
+// the batch ends, so what the cache does not hold, the batch has not written. Only
+// the applying goroutine uses it; a batch that fails resets it.
 type recordCache struct {
 	young, old map[string]*recEntry // by event_id
+	youngRows  int                  // versions put in young
 }
 
-var maxCachedRecords = 1 << 15 // a variable for tests
+// maxCachedRows bounds the record cache by versions (rows), which is what its
+// memory grows with: a veto's record has one per vote.
+var maxCachedRows = 1 << 15 // a variable for tests
 
 func newRecordCache() *recordCache {
-	return &recordCache{young: make(map[string]*recEntry), old: make(map[string]*recEntry)}
+	c := &recordCache{}
+	c.reset()
+	return c
 }
 
 // get returns the record with event_id id, or nil.
@@ -736,17 +743,20 @@ func (c *recordCache) get(id string) *recEntry {
 }
 
 // put records e as the current state of the record id.
-func (c *recordCache) put(id string, e *recEntry) { c.young[id] = e }
+func (c *recordCache) put(id string, e *recEntry) {
+	c.young[id] = e
+	c.youngRows += max(len(e.rows), 1)
+}
 
 // age drops the old generation when the young one is full (between batches only).
 func (c *recordCache) age() {
-	if len(c.young) >= maxCachedRecords {
-		c.old, c.young = c.young, make(map[string]*recEntry, maxCachedRecords)
+	if c.youngRows >= maxCachedRows {
+		c.old, c.young, c.youngRows = c.young, make(map[string]*recEntry, len(c.young)), 0
 	}
 }
 
 func (c *recordCache) reset() {
-	c.young, c.old = make(map[string]*recEntry), make(map[string]*recEntry)
+	c.young, c.old, c.youngRows = make(map[string]*recEntry), make(map[string]*recEntry), 0
 }
 
 // decoding is the decoding of a batch of records, on up to GOMAXPROCS goroutines, in
@@ -1230,7 +1240,7 @@ func (p *Positions) notify(db *pebble.DB, changed map[contribKey]struct{}, appli
 	defer p.wmu.Unlock()
 	for ck := range changed {
 		ch := Change{Party: ck.party, Topic: ck.topic, Applied: applied}
-		if cur, ok, err := getCurrent(db, ck.party, ck.topic); err == nil && ok {
+		if cur, ok, err := getCurrent(db, ck.party, ck.topic, getVersion(db)); err == nil && ok {
 			ch.Current = &cur
 		}
 		for w := range p.watchers {

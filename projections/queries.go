@@ -79,20 +79,55 @@ func (p *Positions) Get(ctx context.Context, party, topic string, q Query) (Part
 // the pair's versions.
 func (v *view) get(party, topic string, t time.Time, at ledger.Position) (PartyPosition, bool, error) {
 	if t.IsZero() && at == v.applied {
-		return getCurrent(v.snap, party, topic)
+		return getCurrent(v.snap, party, topic, v.version)
 	}
+	it, err := v.versions()
+	if err != nil {
+		return PartyPosition{}, false, err
+	}
+	return asOf(it, party, topic, t, at)
+}
+
+// versions returns the view's iterator over the version keys, opened on first use.
+func (v *view) versions() (*pebble.Iterator, error) {
 	if v.vit == nil {
 		it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixVersion}, UpperBound: []byte{prefixVersion + 1}})
 		if err != nil {
-			return PartyPosition{}, false, err
+			return nil, err
 		}
 		v.vit = it
 	}
-	return asOf(v.vit, party, topic, t, at)
+	return v.vit, nil
 }
 
-// getCurrent reads the current stance of a pair.
-func getCurrent(r pebble.Reader, party, topic string) (PartyPosition, bool, error) {
+// version returns the value of the version key k (valid until the view reads
+// again), by a seek of the view's version iterator: cheaper than a Get.
+func (v *view) version(k []byte) ([]byte, error) {
+	it, err := v.versions()
+	if err != nil {
+		return nil, err
+	}
+	if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
+		return nil, errors.Join(it.Error(), pebble.ErrNotFound)
+	}
+	return it.Value(), nil
+}
+
+// getVersion is a version function (see decodeCurrent) reading with r.Get.
+func getVersion(r pebble.Reader) func(k []byte) ([]byte, error) {
+	return func(k []byte) ([]byte, error) {
+		val, closer, err := r.Get(k)
+		if err != nil {
+			return nil, err
+		}
+		defer closer.Close()
+		return bytes.Clone(val), nil
+	}
+}
+
+// getCurrent reads the current stance of a pair from r; version reads a version's
+// value (see decodeCurrent).
+func getCurrent(r pebble.Reader, party, topic string, version func(k []byte) ([]byte, error)) (PartyPosition, bool, error) {
 	val, closer, err := r.Get(pairKey(prefixCurrent, party, topic))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return PartyPosition{}, false, nil
@@ -101,14 +136,14 @@ func getCurrent(r pebble.Reader, party, topic string) (PartyPosition, bool, erro
 		return PartyPosition{}, false, err
 	}
 	defer closer.Close()
-	pp, err := decodeCurrent(r, party, topic, val)
+	pp, err := decodeCurrent(party, topic, val, version)
 	return pp, err == nil, err
 }
 
 // decodeCurrent decodes the value of a pair's current key: the current version's
 // suffix and value, or its suffix alone (see applier.promote), when the value is
-// read from the version.
-func decodeCurrent(r pebble.Reader, party, topic string, val []byte) (PartyPosition, error) {
+// read from the version with version.
+func decodeCurrent(party, topic string, val []byte, version func(k []byte) ([]byte, error)) (PartyPosition, error) {
 	switch {
 	case len(val) < suffixLen:
 		return PartyPosition{}, errCorrupt
@@ -116,11 +151,10 @@ func decodeCurrent(r pebble.Reader, party, topic string, val []byte) (PartyPosit
 		pp, _, err := decodeVersion(party, topic, val[:suffixLen], val[suffixLen:])
 		return pp, err
 	}
-	row, closer, err := r.Get(append(versionPrefix(party, topic), val...))
+	row, err := version(append(versionPrefix(party, topic), val...))
 	if err != nil {
 		return PartyPosition{}, fmt.Errorf("current version of (%s, %s): %w", party, topic, err)
 	}
-	defer closer.Close()
 	pp, _, err := decodeVersion(party, topic, val, row)
 	return pp, err
 }
@@ -241,7 +275,7 @@ func (v *view) listCurrent(ctx context.Context, f ListFilter) ([]PartyPosition, 
 		if err != nil {
 			return nil, false, err
 		}
-		pp, err := decodeCurrent(v.snap, party, topic, it.Value())
+		pp, err := decodeCurrent(party, topic, it.Value(), v.version)
 		if err != nil {
 			return nil, false, err
 		}

@@ -208,10 +208,10 @@ func TestPositionsMatchReferenceFold(t *testing.T) {
 	case testing.Short(), raceEnabled:
 		logs = 250
 	}
-	// A record cache of a few records ages often, so corrections also find their
+	// A record cache of a few versions ages often, so corrections also find their
 	// record in the old generation and in the model.
-	defer func(n int) { maxCachedRecords = n }(maxCachedRecords)
-	maxCachedRecords = 4
+	defer func(n int) { maxCachedRows = n }(maxCachedRows)
+	maxCachedRows = 8
 	ctx := t.Context()
 	for seed := range logs {
 		rng := rand.New(rand.NewPCG(uint64(seed), 7))

@@ -228,6 +228,26 @@ func TestRunnerRebuildSwitchesOverWhileServing(t *testing.T) {
 	}
 }
 
+// suffixOnlyCurrents counts the current keys of p that hold their version's suffix
+// alone (applier.promote).
+func suffixOnlyCurrents(t *testing.T, p *Positions) int {
+	t.Helper()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixCurrent}, UpperBound: []byte{prefixCurrent + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		if len(it.Value()) == suffixLen {
+			n++
+		}
+	}
+	return n
+}
+
 // failing applies records until it meets the poisoned position, then fails.
 type failing struct {
 	progress *Progress
@@ -457,6 +477,12 @@ func TestBulkBuild(t *testing.T) {
 	}
 	crashed.Close()
 
+	// A correction that ended a pair's current version left the next one current
+	// by its suffix alone; settling gives every current key its value.
+	if n := suffixOnlyCurrents(t, p); n == 0 {
+		t.Fatal("no current version held by its suffix alone: the test log needs another seed")
+	}
+
 	// Settled (written out to <dir>.settled) but not yet swapped in: a crash now
 	// discards both, and leaves nothing of the settled copy behind.
 	p.mu.RLock()
@@ -503,6 +529,9 @@ func TestBulkBuild(t *testing.T) {
 	// Settled, it holds every key in the bottom level, nothing to compact.
 	if m := p.db.Metrics(); m.Levels[0].TablesCount != 0 || m.Compact.EstimatedDebt != 0 {
 		t.Errorf("settled model: %d tables in L0, compaction debt %d; want none", m.Levels[0].TablesCount, m.Compact.EstimatedDebt)
+	}
+	if n := suffixOnlyCurrents(t, p); n != 0 {
+		t.Errorf("settled model: %d current versions held by their suffix alone; want none", n)
 	}
 	reopened, err := openPositions(fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(2, 2))}), dir, nil)
 	if err != nil {

@@ -29,9 +29,10 @@ const (
 // written as one table, on GOMAXPROCS goroutines at once, and the tables are
 // ingested into a fresh DB, where they land in the bottom level with nothing left
 // to compact. (Compacting the build in place would be one compaction on one core,
-// most of the time a build takes.) The build itself is not changed; queries go on
-// against it meanwhile. The caller holds mu, for reading at least, and no Apply
-// runs; swapSettled then puts the written model in the build's place.
+// most of the time a build takes.) Current keys that hold their version's suffix
+// alone are written with the version's value. The build itself is not changed;
+// queries go on against it meanwhile. The caller holds mu, for reading at least,
+// and no Apply runs; swapSettled then puts the written model in the build's place.
 func (p *Positions) settleBulk() error {
 	if c := p.compaction; c != nil {
 		<-c.done // a compaction of the bulk build still running
@@ -65,28 +66,40 @@ func (p *Positions) settleBulk() error {
 	opts.EnsureDefaults()
 	wopts := opts.MakeWriterOptions(len(opts.Levels)-1, db.TableFormat())
 
-	// The workers take the ranges in key order.
+	// Every range but the first (the current table, the metadata and the pair
+	// index) at once, the workers taking them in key order; then the first, whose
+	// current versions held by their suffix alone (applier.promote) get their
+	// value from the versions now written. The ranges are disjoint: each ingestion
+	// lands in the bottom level.
+	write := func(i int, fix func(k, v []byte) ([]byte, error)) (string, error) {
+		path := filepath.Join(tables, fmt.Sprintf("%06d.sst", i))
+		n, err := writeRange(p.db, p.fs, path, wopts, bounds[i], bounds[i+1], fix)
+		if n == 0 {
+			path = ""
+		}
+		return path, err
+	}
 	paths := make([]string, len(bounds)-1)
 	errs := make([]error, len(bounds)-1)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(paths)) {
+	for range min(runtime.GOMAXPROCS(0), len(paths)-1) {
 		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(paths); i = int(next.Add(1) - 1) {
-				path := filepath.Join(tables, fmt.Sprintf("%06d.sst", i))
-				n, err := writeRange(p.db, p.fs, path, wopts, bounds[i], bounds[i+1])
-				if n > 0 {
-					paths[i] = path
-				}
-				errs[i] = err
+			for i := int(next.Add(1)); i < len(paths); i = int(next.Add(1)) {
+				paths[i], errs[i] = write(i, nil)
 			}
 		})
 	}
 	wg.Wait()
 	err = errors.Join(errs...)
 	if err == nil {
-		// The ranges are disjoint and in key order: one ingestion, into the bottom level.
 		err = db.Ingest(context.Background(), slices.DeleteFunc(paths, func(s string) bool { return s == "" }))
+	}
+	if err == nil {
+		var first string
+		if first, err = write(0, currentValue(db)); err == nil && first != "" {
+			err = db.Ingest(context.Background(), []string{first})
+		}
 	}
 	err = errors.Join(err, db.Close())
 	if err != nil {
@@ -152,9 +165,29 @@ func settleRanges(db *pebble.DB, n int) ([][]byte, error) {
 	return append(bounds, nil), nil
 }
 
+// currentValue returns a fix for writeRange that gives a current key holding its
+// version's suffix alone the version's value, read from db.
+func currentValue(db *pebble.DB) func(k, v []byte) ([]byte, error) {
+	return func(k, v []byte) ([]byte, error) {
+		if k[0] != prefixCurrent || len(v) != suffixLen {
+			return v, nil
+		}
+		party, topic, err := splitPair(k)
+		if err != nil {
+			return nil, err
+		}
+		row, err := getVersion(db)(append(versionPrefix(party, topic), v...))
+		if err != nil {
+			return nil, fmt.Errorf("current version of (%s, %s): %w", party, topic, err)
+		}
+		return append(bytes.Clone(v), row...), nil
+	}
+}
+
 // writeRange writes the keys of db in [lower, upper) to a new table at path,
-// synced, and returns how many it wrote (an empty range leaves no file).
-func writeRange(db *pebble.DB, fs vfs.FS, path string, wopts sstable.WriterOptions, lower, upper []byte) (int, error) {
+// synced, and returns how many it wrote (an empty range leaves no file). A non-nil
+// fix replaces each value by what it returns.
+func writeRange(db *pebble.DB, fs vfs.FS, path string, wopts sstable.WriterOptions, lower, upper []byte, fix func(k, v []byte) ([]byte, error)) (int, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return 0, err
@@ -171,6 +204,9 @@ func writeRange(db *pebble.DB, fs vfs.FS, path string, wopts sstable.WriterOptio
 	n := 0
 	for ok := true; ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
+		if err == nil && fix != nil {
+			v, err = fix(it.Key(), v)
+		}
 		if err != nil {
 			w.Close()
 			return 0, err
