@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -166,6 +168,10 @@ func BenchmarkRebuild1M(b *testing.B) {
 		// CPU seconds of the whole process (reading the log included): on a machine
 		// shared with other work, records per CPU-second is the comparable figure.
 		b.ReportMetric(total/cpu.Seconds(), "records/cpu-s")
+		if hwm, ok := peakRSS(); ok {
+			// The whole process: the log (its Pebble caches) and the view.
+			b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
+		}
 		if testing.Verbose() {
 			// The build was compacted before it reopened: no compaction debt is left.
 			p.mu.RLock()
@@ -296,6 +302,22 @@ func BenchmarkPositionsQueries(b *testing.B) {
 			}
 		}
 	})
+}
+
+// peakRSS returns the process's peak resident set size (VmHWM) in bytes, where
+// /proc says it (Linux).
+func peakRSS() (int64, bool) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(status)) {
+		if kb, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(kb), " kB"), 10, 64)
+			return n << 10, err == nil
+		}
+	}
+	return 0, false
 }
 
 // cpuTime is the CPU time (user + system) the process has used.

@@ -271,6 +271,10 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	if bulk {
+		// A batch larger than about half the memtable is committed as a flushable
+		// batch (sorted once, not inserted key by key): with 4 MiB, the Runner's
+		// catch-up batches of 4096 records are, and little else goes through it.
+		opts.MemTableSize = 4 << 20
 		opts.DisableWAL = true
 		opts.DisableAutomaticCompactions = true
 		// L0 grows until Apply compacts it (bulkCompactEvery); it must not stall writes.
@@ -550,6 +554,7 @@ func (p *Positions) Apply(records []store.Record) error {
 	}
 	for i := range records {
 		ev, err := events.get(i)
+		events.events[i] = nil // the batch need not keep it
 		if err != nil {
 			return fmt.Errorf("record %s at %s: %w", records[i].EventID, records[i].Position, err)
 		}
@@ -726,7 +731,7 @@ type recordCache struct {
 
 // maxCachedRows bounds the record cache by versions (rows), which is what its
 // memory grows with: a veto's record has one per vote.
-var maxCachedRows = 1 << 15 // a variable for tests
+var maxCachedRows = 1 << 13 // a variable for tests
 
 func newRecordCache() *recordCache {
 	c := &recordCache{}

@@ -60,7 +60,7 @@ type RunnerOptions struct {
 	BatchSize int
 	// CatchUpBatchSize is the most records in one batch while a projection catches
 	// up with the log (until the subscription reports it has caught up); default
-	// 8192, never less than BatchSize. Catching up, the log has more than enough
+	// 4096, never less than BatchSize. Catching up, the log has more than enough
 	// records waiting, and fewer, larger commits cost a read model less (the
 	// positions view commits a large batch as a sorted run instead of record by
 	// record into its memtable).
@@ -137,7 +137,7 @@ func NewRunner(src store.Subscriber, log *slog.Logger, opts *RunnerOptions, ps .
 		r.opts.BatchSize = 1000
 	}
 	if r.opts.CatchUpBatchSize <= 0 {
-		r.opts.CatchUpBatchSize = 8192
+		r.opts.CatchUpBatchSize = 4096
 	}
 	r.opts.CatchUpBatchSize = max(r.opts.CatchUpBatchSize, r.opts.BatchSize)
 	if r.opts.RetryDelay <= 0 {
@@ -292,7 +292,8 @@ func (r *Runner) feed(ctx context.Context, from ledger.Position, apply func(batc
 		caughtUp bool
 		err      error
 	}
-	items := make(chan item, 2*r.opts.CatchUpBatchSize)
+	// Room for a batch to fill while the one before it is applied.
+	items := make(chan item, max(2*r.opts.BatchSize, r.opts.CatchUpBatchSize))
 	go func() {
 		defer close(items)
 		for msg, err := range r.src.Subscribe(ctx, from, store.Filter{}) {

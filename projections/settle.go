@@ -56,7 +56,7 @@ func (p *Positions) settleBulk() error {
 	if err != nil {
 		return fmt.Errorf("settle bulk build: %w", err)
 	}
-	cache := pebble.NewCache(32 << 20)
+	cache := pebble.NewCache(8 << 20) // it serves the reads of current versions only
 	defer cache.Unref()
 	opts := modelOptions(p.fs, cache, p.log, false, nil)
 	db, err := pebble.Open(dst, opts)
@@ -92,8 +92,8 @@ func (p *Positions) settleBulk() error {
 	}
 	wg.Wait()
 	err = errors.Join(errs...)
-	if err == nil {
-		err = db.Ingest(context.Background(), slices.DeleteFunc(paths, func(s string) bool { return s == "" }))
+	if written := slices.DeleteFunc(paths, func(s string) bool { return s == "" }); err == nil && len(written) > 0 {
+		err = db.Ingest(context.Background(), written)
 	}
 	if err == nil {
 		var first string
