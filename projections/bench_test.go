@@ -157,7 +157,8 @@ func BenchmarkRebuild1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		if testing.Verbose() {
-			b.Logf("TIMING applied at %v cpu %v", time.Since(start), cpuTime(b)-startCPU)
+			hwm, _ := peakRSS()
+			b.Logf("every record applied after %v (%v of CPU); peak RSS so far %d MiB", time.Since(start), cpuTime(b)-startCPU, hwm>>20)
 		}
 		// The build ends when it is an ordinary model again (flushed, WAL on).
 		for p.isBulk() {

@@ -224,7 +224,13 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger, flushed *atomic.Int64) (
 			return model{}, err
 		}
 	}
-	cache := pebble.NewCache(32 << 20)
+	// A bulk build reads little until it settles, and settling reads it once in
+	// order: a smaller cache serves it as well.
+	cacheSize := int64(32 << 20)
+	if bulk {
+		cacheSize = 16 << 20
+	}
+	cache := pebble.NewCache(cacheSize)
 	db, err := pebble.Open(dir, modelOptions(fs, cache, log, bulk, flushed))
 	cache.Unref() // the DB holds its own reference
 	if err != nil {
