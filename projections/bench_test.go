@@ -160,7 +160,7 @@ func BenchmarkRebuild1M(b *testing.B) {
 			hwm, _ := peakRSS()
 			b.Logf("every record applied after %v (%v of CPU); peak RSS so far %d MiB", time.Since(start), cpuTime(b)-startCPU, hwm>>20)
 		}
-		// The build ends when it is an ordinary model again (flushed, WAL on).
+		// The build ends when it is an ordinary model again (settled, WAL on).
 		for p.isBulk() {
 			time.Sleep(time.Millisecond)
 		}
