@@ -52,7 +52,8 @@ func (p *Positions) settleBulk() error {
 	}
 	defer p.fs.RemoveAll(tables)
 
-	bounds, err := settleRanges(p.db, 4*runtime.GOMAXPROCS(0))
+	workers := runtime.GOMAXPROCS(0)
+	bounds, currents, err := settleRanges(p.db, workers, 4*workers)
 	if err != nil {
 		return fmt.Errorf("settle bulk build: %w", err)
 	}
@@ -66,40 +67,40 @@ func (p *Positions) settleBulk() error {
 	opts.EnsureDefaults()
 	wopts := opts.MakeWriterOptions(len(opts.Levels)-1, db.TableFormat())
 
-	// Every range but the first (the current table, the metadata and the pair
-	// index) at once, the workers taking them in key order; then the first, whose
-	// current versions held by their suffix alone (applier.promote) get their
-	// value from the versions now written. The ranges are disjoint: each ingestion
-	// lands in the bottom level.
-	write := func(i int, fix func(k, v []byte) ([]byte, error)) (string, error) {
-		path := filepath.Join(tables, fmt.Sprintf("%06d.sst", i))
-		n, err := writeRange(p.db, p.fs, path, wopts, bounds[i], bounds[i+1], fix)
-		if n == 0 {
-			path = ""
-		}
-		return path, err
-	}
+	// Every range but the current table's at once, the workers taking them in key
+	// order; then the current table's, whose keys held by their version's suffix
+	// alone (applier.promote) get its value from the versions just written. The
+	// ranges are disjoint: each ingestion lands in the bottom level.
 	paths := make([]string, len(bounds)-1)
 	errs := make([]error, len(bounds)-1)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(paths)-1) {
-		wg.Go(func() {
-			for i := int(next.Add(1)); i < len(paths); i = int(next.Add(1)) {
-				paths[i], errs[i] = write(i, nil)
-			}
-		})
-	}
-	wg.Wait()
-	err = errors.Join(errs...)
-	if written := slices.DeleteFunc(paths, func(s string) bool { return s == "" }); err == nil && len(written) > 0 {
-		err = db.Ingest(context.Background(), written)
-	}
-	if err == nil {
-		var first string
-		if first, err = write(0, currentValue(db)); err == nil && first != "" {
-			err = db.Ingest(context.Background(), []string{first})
+	write := func(from, to int, fix func(k, v []byte) ([]byte, error)) error {
+		var next atomic.Int64
+		next.Store(int64(from))
+		var wg sync.WaitGroup
+		for range min(workers, to-from) {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < to; i = int(next.Add(1) - 1) {
+					path := filepath.Join(tables, fmt.Sprintf("%06d.sst", i))
+					n, err := writeRange(p.db, p.fs, path, wopts, bounds[i], bounds[i+1], fix)
+					if n > 0 {
+						paths[i] = path
+					}
+					errs[i] = err
+				}
+			})
 		}
+		wg.Wait()
+		if err := errors.Join(errs[from:to]...); err != nil {
+			return err
+		}
+		if written := slices.DeleteFunc(slices.Clone(paths[from:to]), func(s string) bool { return s == "" }); len(written) > 0 {
+			return db.Ingest(context.Background(), written)
+		}
+		return nil
+	}
+	err = write(currents, len(paths), nil)
+	if err == nil {
+		err = write(0, currents, currentValue(db))
 	}
 	err = errors.Join(err, db.Close())
 	if err != nil {
@@ -131,38 +132,57 @@ func (p *Positions) swapSettled() error {
 	return removeMarker(p.fs, p.dir)
 }
 
-// settleRanges cuts the key space of the model into ranges of roughly equal size
-// for settleBulk: the keys before the records, the records, the keys between
-// records and versions, and the versions in about n ranges with as many pairs each
-// (cut at pair boundaries, from the pair index). bounds[i] and bounds[i+1] delimit
-// range i; the first and last are nil (unbounded).
-func settleRanges(db *pebble.DB, n int) ([][]byte, error) {
+// settleRanges cuts the key space of the model into ranges for settleBulk, from
+// the pair index: first the current table, in parts of as many pairs each, one per
+// worker (the first currents ranges); then the metadata and the pair index, the
+// records, the topic index, and the versions in about n ranges of as many pairs
+// each. bounds[i] and bounds[i+1] delimit range i; the first and last are nil
+// (unbounded).
+func settleRanges(db *pebble.DB, workers, n int) (bounds [][]byte, currents int, err error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPair}, UpperBound: []byte{prefixPair + 1}})
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var pairs [][]byte
 	for ok := it.First(); ok; ok = it.Next() {
 		pairs = append(pairs, bytes.Clone(it.Key()))
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	bounds := [][]byte{nil, {prefixRecord}, {prefixRecord + 1}, {prefixVersion}}
-	for i := 1; i < n; i++ {
-		k := pairs[len(pairs)*i/n:]
-		if len(k) == 0 {
-			break
+	// cut appends to bounds the keys (with prefix) of the pairs that cut them in
+	// about parts parts, past what bounds ends with.
+	cut := func(prefix byte, parts int) error {
+		for i := 1; i < parts; i++ {
+			k := pairs[len(pairs)*i/parts:]
+			if len(k) == 0 {
+				return nil
+			}
+			party, topic, err := splitPair(k[0])
+			if err != nil {
+				return err
+			}
+			b := pairKey(prefix, party, topic)
+			if prefix == prefixVersion {
+				b = versionPrefix(party, topic)
+			}
+			if bytes.Compare(b, bounds[len(bounds)-1]) > 0 {
+				bounds = append(bounds, b)
+			}
 		}
-		party, topic, err := splitPair(k[0])
-		if err != nil {
-			return nil, err
-		}
-		if b := versionPrefix(party, topic); bytes.Compare(b, bounds[len(bounds)-1]) > 0 {
-			bounds = append(bounds, b)
-		}
+		return nil
 	}
-	return append(bounds, nil), nil
+	bounds = [][]byte{nil, {prefixCurrent}}
+	if err := cut(prefixCurrent, workers); err != nil {
+		return nil, 0, err
+	}
+	bounds = append(bounds, []byte{prefixCurrent + 1})
+	currents = len(bounds) - 1
+	bounds = append(bounds, []byte{prefixRecord}, []byte{prefixRecord + 1}, []byte{prefixVersion})
+	if err := cut(prefixVersion, n); err != nil {
+		return nil, 0, err
+	}
+	return append(bounds, nil), currents, nil
 }
 
 // currentValue returns a fix for writeRange that gives a current key holding its
