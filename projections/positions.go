@@ -2,7 +2,6 @@ package projections
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -266,9 +265,9 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger, flushed *atomic.Int64) (
 // modelOptions are the Pebble options of a read model, or of a bulk build.
 func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, flushed *atomic.Int64) *pebble.Options {
 	// Bloom filters keep the lookups of keys that are not there (a new pair, a
-	// correction's target) from reading blocks of every table. Cache (32 MiB) and
-	// memtable sizes bound the view's memory (a rebuild opens a second model): a
-	// 64 MiB memtable applied no faster than a 16 MiB one in BenchmarkPositionsApply.
+	// correction's target) from reading blocks of every table. Cache (openModel)
+	// and memtable sizes bound the view's memory (a rebuild opens a second model):
+	// a 64 MiB memtable applied no faster than a 16 MiB one in BenchmarkPositionsApply.
 	opts := &pebble.Options{
 		FS: fs, Logger: PebbleLogger{log}, Cache: cache, MemTableSize: 16 << 20,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -560,7 +559,6 @@ func (p *Positions) Apply(records []store.Record) error {
 	}
 	for i := range records {
 		ev, err := events.get(i)
-		events.events[i] = nil // the batch need not keep it
 		if err != nil {
 			return fmt.Errorf("record %s at %s: %w", records[i].EventID, records[i].Position, err)
 		}
@@ -807,10 +805,13 @@ func decodeAsync(records []store.Record) *decoding {
 	return d
 }
 
-// get waits for record i to be decoded and returns it.
+// get waits for record i to be decoded and hands it over: the decoding keeps no
+// reference to it, so what the fold does not keep can go before the batch ends.
 func (d *decoding) get(i int) (*ledger.Event, error) {
 	<-d.ready[i/decodeChunk]
-	return d.events[i], d.errs[i]
+	e := d.events[i]
+	d.events[i] = nil
+	return e, d.errs[i]
 }
 
 // add stores a stance-bearing record and its contributions.
@@ -895,10 +896,12 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 		a.recs.put(c.CorrectsEventID, &recEntry{info: ri, rows: target.rows})
 		return a.b.Set(rk, ri.append(nil), nil)
 	}
-	if a.plain {
-		if search, err := a.needsSearch(ri); err != nil || search {
-			return cmp.Or(err, errNeedsIndex)
-		}
+	lost, search, err := a.closing(ri)
+	if err != nil {
+		return err
+	}
+	if search && a.plain {
+		return errNeedsIndex
 	}
 
 	// Close the versions that counted until now, keeping their stances for a re-date.
@@ -935,29 +938,11 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 			}})
 		}
 	}
-	oldOcc := ri.occ
 	if fix.effect&EffectRedate != 0 {
 		ri.occ = fix.redatedTo
 	}
 	// A pair whose current version was just closed gets its next open version as
 	// current; then the new versions compete as usual.
-	var lost []contribKey
-	for i, ck := range ri.current {
-		st, err := a.current(ck.party, ck.topic)
-		if err != nil {
-			return err
-		}
-		closed := suffix{occ: oldOcc, rec: ri.pos, idx: uint32(i), from: ri.from}.append(nil)
-		switch {
-		case st.has && bytes.Equal(st.suffix[:], closed):
-			if !slices.Contains(lost, ck) {
-				lost = append(lost, ck)
-			}
-		case st.nextKnown && st.hasNext && bytes.Equal(st.next[:], closed):
-			st.nextKnown = false
-			a.cur.put(ck.party, ck.topic, st)
-		}
-	}
 	for _, ck := range lost {
 		if err := a.promote(ck); err != nil {
 			return err
@@ -1015,11 +1000,13 @@ func (a *applier) record(id string) (*recEntry, error) {
 	return e, nil
 }
 
-// needsSearch says whether closing ri's current versions ends the current version
-// of a pair whose next open version the pair cache does not know (or closes that
-// one too): correct then searches the pair's versions (recomputeCurrent), which
-// must see the batch's own writes.
-func (a *applier) needsSearch(ri recordInfo) (bool, error) {
+// closing works out what closing ri's current versions does to their pairs, before
+// anything is written: it returns the pairs whose current version it closes (lost),
+// and search, set when one of them must have its versions searched for the next
+// current one (recomputeCurrent), which must see the batch's own writes: the pair
+// cache does not know its second open version, or that one is closed too (the pair
+// then forgets it).
+func (a *applier) closing(ri recordInfo) (lost []contribKey, search bool, err error) {
 	closed := make([][suffixLen]byte, len(ri.current))
 	for i := range closed {
 		suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: ri.from}.append(closed[i][:0])
@@ -1027,16 +1014,21 @@ func (a *applier) needsSearch(ri recordInfo) (bool, error) {
 	for _, ck := range ri.current {
 		st, err := a.current(ck.party, ck.topic)
 		if err != nil {
-			return false, err
+			return nil, false, err
 		}
-		if !st.has || !slices.Contains(closed, st.suffix) {
-			continue
+		nextClosed := st.nextKnown && st.hasNext && slices.Contains(closed, st.next)
+		if nextClosed {
+			st.nextKnown = false
+			a.cur.put(ck.party, ck.topic, st)
 		}
-		if !st.nextKnown || (st.hasNext && slices.Contains(closed, st.next)) {
-			return true, nil
+		if st.has && slices.Contains(closed, st.suffix) {
+			if !slices.Contains(lost, ck) {
+				lost = append(lost, ck)
+			}
+			search = search || !st.nextKnown
 		}
 	}
-	return false, nil
+	return lost, search, nil
 }
 
 // putVersion writes a new version and makes it current if it beats the current one

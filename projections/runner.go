@@ -392,10 +392,9 @@ var ErrNotRebuildable = errors.New("projection cannot be rebuilt")
 // while the live one keeps serving, then switches over atomically once the build has
 // caught up with it, and returns the rebuilt model's checkpoint. A build that is a
 // CatchUpper is told when it has caught up with the log, before the live model is
-// held still. A projection
-// stopped by an error resumes on the rebuilt model. When ctx ends first, the build
-// is discarded and the live model stays. An unknown name gives an error matching
-// ledger.ErrNotFound.
+// held still. A projection stopped by an error resumes on the rebuilt model. When
+// ctx ends first, the build is discarded and the live model stays. An unknown name
+// gives an error matching ledger.ErrNotFound.
 func (r *Runner) Rebuild(ctx context.Context, name string) (ledger.Position, error) {
 	st, ok := r.byNam[name]
 	if !ok {

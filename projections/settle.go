@@ -188,6 +188,7 @@ func settleRanges(db *pebble.DB, workers, n int) (bounds [][]byte, currents int,
 // currentValue returns a fix for writeRange that gives a current key holding its
 // version's suffix alone the version's value, read from db.
 func currentValue(db *pebble.DB) func(k, v []byte) ([]byte, error) {
+	version := getVersion(db)
 	return func(k, v []byte) ([]byte, error) {
 		if k[0] != prefixCurrent || len(v) != suffixLen {
 			return v, nil
@@ -196,7 +197,7 @@ func currentValue(db *pebble.DB) func(k, v []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		row, err := getVersion(db)(append(versionPrefix(party, topic), v...))
+		row, err := version(append(versionPrefix(party, topic), v...))
 		if err != nil {
 			return nil, fmt.Errorf("current version of (%s, %s): %w", party, topic, err)
 		}
