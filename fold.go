@@ -42,6 +42,19 @@ func Contributions(e *Event) []Contribution {
 // for a statement, every co-signer. It gives replacement stances of a correction
 // (RecordCorrected.ReplacementStances) to the parties of the corrected record e.
 func Attribute(e *Event, stances []Stance) []Contribution {
+	parties := Speakers(e)
+	out := make([]Contribution, 0, len(parties)*len(stances))
+	for _, p := range parties {
+		for _, s := range stances {
+			out = append(out, Contribution{Party: p, Stance: s})
+		}
+	}
+	return out
+}
+
+// Speakers returns the parties e speaks for, each once, in order: e.Party and, for a
+// statement, its co-signers. Attribute gives stances to them.
+func Speakers(e *Event) []string {
 	parties := []string{e.Party}
 	if s, ok := e.Body.(*StatementIssued); ok {
 		for _, p := range s.CoSigners {
@@ -50,13 +63,7 @@ func Attribute(e *Event, stances []Stance) []Contribution {
 			}
 		}
 	}
-	out := make([]Contribution, 0, len(parties)*len(stances))
-	for _, p := range parties {
-		for _, s := range stances {
-			out = append(out, Contribution{Party: p, Stance: s})
-		}
-	}
-	return out
+	return parties
 }
 
 func contains(list []string, s string) bool {

@@ -80,6 +80,24 @@ func TestAttributeReplacement(t *testing.T) {
 }
 
 // TestVoteAlignment pins the vote → alignment rule of DESIGN.md §1.
+// TestSpeakers: the parties a record speaks for, each once, whatever its stances; a
+// veto speaks for its party alone (its voters contribute, but are not its speakers).
+func TestSpeakers(t *testing.T) {
+	for _, tt := range []struct {
+		e    *ledger.Event
+		want []string
+	}{
+		{statement("s1", func(s *ledger.StatementIssued) { s.CoSigners = []string{"dprk", "russia", "china", "russia"} }), []string{"dprk", "russia", "china"}},
+		{statement("s2", func(s *ledger.StatementIssued) { s.Stances = nil }), []string{"dprk"}},
+		{report(), []string{"msmt"}},
+		{veto(), []string{"russia"}},
+	} {
+		if got := ledger.Speakers(tt.e); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Speakers(%s) = %v, want %v", tt.e.EventID, got, tt.want)
+		}
+	}
+}
+
 func TestVoteAlignment(t *testing.T) {
 	for v, want := range map[ledger.Vote]ledger.Alignment{
 		ledger.VoteYes: ledger.AlignmentSupports, ledger.VoteNo: ledger.AlignmentOpposes,

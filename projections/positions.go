@@ -655,6 +655,10 @@ type pairCache struct {
 	// with an empty model and was never reset): then a miss means an unknown pair,
 	// with no read, which is what makes a rebuild fast.
 	complete bool
+	// The last party looked up (when hasLast), and its number.
+	hasLast     bool
+	lastParty   string
+	lastPartyID uint32
 }
 
 const maxCachedPairs = 1 << 20
@@ -683,13 +687,24 @@ func (c *pairCache) get(party, topic string) (pairState, bool) {
 // put records st. The cache is trimmed only between batches (Apply): within one,
 // a pair written by the batch must stay known.
 func (c *pairCache) put(party, topic string, st pairState) {
-	k := uint64(c.id(party))<<32 | uint64(c.id(topic))
+	p, _ := c.slot(party, topic)
+	*p = st
+}
+
+// slot returns the pair's state, to read or change in place, adding a zero one
+// (added) when the cache has none. The pointer is valid until the next pair is added.
+func (c *pairCache) slot(party, topic string) (st *pairState, added bool) {
+	if !c.hasLast || party != c.lastParty {
+		// A record's contributions mostly share one party.
+		c.lastParty, c.lastPartyID, c.hasLast = party, c.id(party), true
+	}
+	k := uint64(c.lastPartyID)<<32 | uint64(c.id(topic))
 	if i, ok := c.index[k]; ok {
-		c.states[i] = st
-		return
+		return &c.states[i], false
 	}
 	c.index[k] = int32(len(c.states))
-	c.states = append(c.states, st)
+	c.states = append(c.states, pairState{})
+	return &c.states[len(c.states)-1], true
 }
 
 func (c *pairCache) id(slug string) uint32 {
@@ -705,6 +720,7 @@ func (c *pairCache) id(slug string) uint32 {
 func (c *pairCache) full() bool { return len(c.states) > maxCachedPairs }
 
 func (c *pairCache) reset() {
+	c.hasLast = false
 	clear(c.ids)
 	clear(c.index)
 	c.states = c.states[:0]
@@ -819,7 +835,7 @@ func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 	// The log holds each event_id once (store.Proposed), so no lookup is needed.
 	contribs := ledger.Contributions(ev)
 	ri := recordInfo{
-		pos: pos, party: ev.Party, parties: attributedParties(ev),
+		pos: pos, party: ev.Party, parties: ledger.Speakers(ev),
 		occ: ev.OccurredAt.UTC(), from: pos,
 		current: make([]contribKey, len(contribs)),
 	}
@@ -838,16 +854,6 @@ func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 	a.key = append(append(a.key[:0], prefixRecord), ev.EventID...)
 	a.buf = ri.append(a.buf[:0])
 	return a.b.Set(a.key, a.buf, nil)
-}
-
-// attributedParties returns the parties e's stances count for (ledger.Attribute):
-// the ones a replacement of its stances goes to.
-func attributedParties(e *ledger.Event) []string {
-	var parties []string
-	for _, c := range ledger.Attribute(e, []ledger.Stance{{}}) {
-		parties = append(parties, c.Party)
-	}
-	return parties
 }
 
 // correct applies a correction at pos to the record it names. The record's state
@@ -1012,14 +1018,12 @@ func (a *applier) closing(ri recordInfo) (lost []contribKey, search bool, err er
 		suffix{occ: ri.occ, rec: ri.pos, idx: uint32(i), from: ri.from}.append(closed[i][:0])
 	}
 	for _, ck := range ri.current {
-		st, err := a.current(ck.party, ck.topic)
+		st, err := a.state(ck.party, ck.topic)
 		if err != nil {
 			return nil, false, err
 		}
-		nextClosed := st.nextKnown && st.hasNext && slices.Contains(closed, st.next)
-		if nextClosed {
+		if st.nextKnown && st.hasNext && slices.Contains(closed, st.next) {
 			st.nextKnown = false
-			a.cur.put(ck.party, ck.topic, st)
 		}
 		if st.has && slices.Contains(closed, st.suffix) {
 			if !slices.Contains(lost, ck) {
@@ -1041,7 +1045,7 @@ func (a *applier) putVersion(party, topic string, s suffix, row *rowValue) error
 	if err := a.b.Set(key, a.buf, nil); err != nil {
 		return err
 	}
-	cur, err := a.current(party, topic)
+	cur, err := a.state(party, topic)
 	if err != nil {
 		return err
 	}
@@ -1053,30 +1057,32 @@ func (a *applier) putVersion(party, topic string, s suffix, row *rowValue) error
 		if err := a.b.Set(pairKey(prefixTopic, topic, party), nil, nil); err != nil {
 			return err
 		}
-		cur = pairState{known: true, nextKnown: true}
+		*cur = pairState{known: true, nextKnown: true}
 	}
 	suf := key[len(key)-suffixLen:]
 	if !cur.has || bytes.Compare(suf, cur.suffix[:]) > 0 {
 		// The greatest open version now; the current one (the greatest until now,
 		// or none) is the second.
-		st := pairState{known: true, has: true, nextKnown: true, hasNext: cur.has, next: cur.suffix}
-		copy(st.suffix[:], suf)
-		return a.setCurrent(party, topic, st, a.buf)
+		*cur = pairState{known: true, has: true, nextKnown: true, hasNext: cur.has, next: cur.suffix}
+		copy(cur.suffix[:], suf)
+		return a.writeCurrent(party, topic, cur.suffix[:], a.buf)
 	}
 	if cur.nextKnown && (!cur.hasNext || bytes.Compare(suf, cur.next[:]) > 0) {
 		cur.hasNext = true
 		copy(cur.next[:], suf)
 	}
-	a.cur.put(party, topic, cur)
 	return nil
 }
 
-// current returns what the view knows of a pair: from the cache, else from the batch.
-func (a *applier) current(party, topic string) (pairState, error) {
-	if st, ok := a.cur.get(party, topic); ok || a.cur.complete {
+// state returns what the view knows of a pair, in the pair cache, where the caller
+// may change it: read from the model (the batch, when indexed) into the cache when
+// the cache does not know the pair and does not know every pair. The pointer is
+// valid until the cache next adds a pair.
+func (a *applier) state(party, topic string) (*pairState, error) {
+	st, added := a.cur.slot(party, topic)
+	if !added || a.cur.complete {
 		return st, nil
 	}
-	var st pairState
 	v, closer, err := a.r.Get(pairKey(prefixCurrent, party, topic))
 	switch {
 	case err == nil:
@@ -1090,23 +1096,28 @@ func (a *applier) current(party, topic string) (pairState, error) {
 			st.known = true
 			closer.Close()
 		case !errors.Is(err, pebble.ErrNotFound):
-			return st, err
+			return nil, err // Apply fails, and resets the cache
 		}
 	default:
-		return st, err
+		return nil, err
 	}
-	a.cur.put(party, topic, st)
 	return st, nil
 }
 
 // setCurrent makes st (whose suffix names a version with the value row) the pair's
 // state and current version. A nil row stores the suffix alone (see promote).
 func (a *applier) setCurrent(party, topic string, st pairState, row []byte) error {
-	a.cval = append(append(a.cval[:0], st.suffix[:]...), row...)
+	a.cur.put(party, topic, st)
+	return a.writeCurrent(party, topic, st.suffix[:], row)
+}
+
+// writeCurrent writes the pair's current key: suffix, and the version's value row
+// (nil: the suffix alone).
+func (a *applier) writeCurrent(party, topic string, suffix, row []byte) error {
+	a.cval = append(append(a.cval[:0], suffix...), row...)
 	if a.changed != nil {
 		a.changed[contribKey{party, topic}] = struct{}{}
 	}
-	a.cur.put(party, topic, st)
 	a.ckey = appendPairKey(a.ckey[:0], prefixCurrent, party, topic)
 	return a.b.Set(a.ckey, a.cval, nil)
 }
