@@ -55,12 +55,25 @@ type Encoded struct {
 // so a retry has the same hash whenever and by whomever it is sent. Times are stored in
 // UTC with RFC 3339 nanosecond precision. Encode does not validate; call Validate first.
 func Encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, error) {
+	enc, _, err := encode(e, recordedAt, recordedBy)
+	return enc, err
+}
+
+// contentHashField is what the content hash adds to the content's metadata JSON,
+// besides the 64 hex digits: the member, its comma and quotes (Metadata's field order
+// puts it after every content field).
+const contentHashField = `,"content_sha256":""`
+
+// encode is Encode, and also returns the size the size limits measure: the stored
+// bytes without recorded_at and recorded_by, i.e. Encode(e, time.Time{}, "")'s Data
+// and Metadata, worked out from the content's JSON rather than encoded again.
+func encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, int, error) {
 	if e.Body == nil {
-		return Encoded{}, Invalid("body", "required")
+		return Encoded{}, 0, Invalid("body", "required")
 	}
 	data, err := marshal(utcBody(e.Body))
 	if err != nil {
-		return Encoded{}, fmt.Errorf("encode %s body: %w", e.Type(), err)
+		return Encoded{}, 0, fmt.Errorf("encode %s body: %w", e.Type(), err)
 	}
 	md := Metadata{
 		Schema:     SchemaVersion,
@@ -75,10 +88,11 @@ func Encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, error) 
 	}
 	content, err := marshal(md)
 	if err != nil {
-		return Encoded{}, fmt.Errorf("encode metadata: %w", err)
+		return Encoded{}, 0, fmt.Errorf("encode metadata: %w", err)
 	}
 	typ := e.Type().String()
 	md.ContentSHA256 = contentHash(typ, data, content)
+	unrecorded := len(data) + len(content) + len(contentHashField) + len(md.ContentSHA256)
 	if !recordedAt.IsZero() {
 		t := recordedAt.UTC()
 		md.RecordedAt = &t
@@ -86,9 +100,9 @@ func Encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, error) 
 	md.RecordedBy = recordedBy
 	meta, err := marshal(md)
 	if err != nil {
-		return Encoded{}, fmt.Errorf("encode metadata: %w", err)
+		return Encoded{}, 0, fmt.Errorf("encode metadata: %w", err)
 	}
-	return Encoded{EventID: e.EventID, Type: typ, Data: data, Metadata: meta, ContentHash: md.ContentSHA256}, nil
+	return Encoded{EventID: e.EventID, Type: typ, Data: data, Metadata: meta, ContentHash: md.ContentSHA256}, unrecorded, nil
 }
 
 func contentHash(typ string, data, content []byte) string {

@@ -121,6 +121,16 @@ func FuzzValidate(f *testing.F) {
 				t.Fatalf("validation error %v (%T) is not a *ValidationError", err, err)
 			}
 		}
+		// EncodeAppend validates exactly as ValidateAppend and encodes as Encode.
+		encs, encAppendErr := ledger.EncodeAppend(t.Context(), e.Party, []*ledger.Event{e}, now, "fuzz", ledger.DefaultLimits, nil)
+		if !reflect.DeepEqual(encAppendErr, appendErr) {
+			t.Fatalf("EncodeAppend: %v; ValidateAppend: %v", encAppendErr, appendErr)
+		}
+		if appendErr == nil {
+			if want, _ := ledger.Encode(e, now, "fuzz"); !reflect.DeepEqual(encs, []ledger.Encoded{want}) {
+				t.Fatalf("EncodeAppend encoded\n%+v\nEncode\n%+v", encs, want)
+			}
+		}
 		if err == nil && appendErr != nil && e.Type() != ledger.TypeRecordCorrected {
 			// Beyond ValidateEvent, an append of one event checks only sizes (and, for
 			// corrections, the record corrected).

@@ -113,6 +113,33 @@ func ValidateEvent(e *Event, now time.Time) error {
 // MaxViolations, plus one entry saying the list was cut), or the error of lookup,
 // wrapped, when a lookup fails; then the request was not fully validated.
 func ValidateAppend(ctx context.Context, party string, events []*Event, now time.Time, limits Limits, lookup Lookup) error {
+	return validateAppend(ctx, party, events, now, limits, lookup, func(_ int, e *Event) (int, error) {
+		_, n, err := encode(e, time.Time{}, "")
+		return n, err
+	})
+}
+
+// EncodeAppend is ValidateAppend followed, when the append is valid, by
+// Encode(e, now, recordedBy) of each event, with each event encoded once: the size
+// limits are checked on those encodings (measured as ValidateAppend measures them,
+// without recorded_at and recorded_by), not on encodings made only to be measured.
+// It returns the encodings in the order of events, or ValidateAppend's error.
+func EncodeAppend(ctx context.Context, party string, events []*Event, now time.Time, recordedBy string, limits Limits, lookup Lookup) ([]Encoded, error) {
+	out := make([]Encoded, len(events))
+	err := validateAppend(ctx, party, events, now, limits, lookup, func(i int, e *Event) (int, error) {
+		enc, n, err := encode(e, now, recordedBy)
+		out[i] = enc
+		return n, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// validateAppend is ValidateAppend, measuring each event that is otherwise valid
+// with size (its encoded size, or why it cannot be encoded).
+func validateAppend(ctx context.Context, party string, events []*Event, now time.Time, limits Limits, lookup Lookup, size func(i int, e *Event) (int, error)) error {
 	limits = limits.withDefaults()
 	var v violations
 	if !IsSlug(party) {
@@ -152,7 +179,7 @@ func ValidateAppend(ctx context.Context, party string, events []*Event, now time
 		}
 		if v.found == before {
 			// Only a valid event is sure to encode; an invalid one is refused anyway.
-			n, err := encodedSize(e)
+			n, err := size(i, e)
 			if err != nil {
 				v.add(p, "cannot be encoded: %v", err)
 				continue
@@ -167,14 +194,6 @@ func ValidateAppend(ctx context.Context, party string, events []*Event, now time
 		v.add("events", "encode to %d bytes; at most %d per append", total, limits.MaxAppendBytes)
 	}
 	return v.err()
-}
-
-func encodedSize(e *Event) (int, error) {
-	enc, err := Encode(e, time.Time{}, "")
-	if err != nil {
-		return 0, err
-	}
-	return len(enc.Data) + len(enc.Metadata), nil
 }
 
 // correctionTarget checks what events[i] (a correction) corrects.

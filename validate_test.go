@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -410,5 +411,46 @@ func BenchmarkValidateAppend(b *testing.B) {
 		if err := ledger.ValidateAppend(b.Context(), "dprk", events, now, ledger.DefaultLimits, lookup); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestEncodeAppendMeasuresAsValidateAppend: EncodeAppend encodes each event once, for
+// the store, and still measures the sizes ValidateAppend measures (the stored bytes
+// without recorded_at and recorded_by): at a limit one byte under an event's size both
+// refuse it with the same error, at its size both accept it; and what EncodeAppend
+// returns is what Encode gives.
+func TestEncodeAppendMeasuresAsValidateAppend(t *testing.T) {
+	for name, e := range samples() {
+		if e.Type() == ledger.TypeRecordCorrected {
+			continue // its target is another event
+		}
+		t.Run(name, func(t *testing.T) {
+			enc, err := ledger.Encode(e, time.Time{}, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := len(enc.Data) + len(enc.Metadata)
+			for _, limit := range []int{size - 1, size} {
+				limits := ledger.Limits{MaxEventBytes: limit}
+				want := ledger.ValidateAppend(t.Context(), e.Party, []*ledger.Event{e}, now, limits, nil)
+				got, err := ledger.EncodeAppend(t.Context(), e.Party, []*ledger.Event{e}, now, `a "principal" <&>`, limits, nil)
+				if !reflect.DeepEqual(err, want) {
+					t.Fatalf("limit %d: EncodeAppend: %v; ValidateAppend: %v", limit, err, want)
+				}
+				if (want == nil) != (limit == size) {
+					t.Fatalf("limit %d, size %d: ValidateAppend: %v", limit, size, want)
+				}
+				if want != nil {
+					continue
+				}
+				stored, err := ledger.Encode(e, now, `a "principal" <&>`)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, []ledger.Encoded{stored}) {
+					t.Errorf("EncodeAppend = %+v, Encode = %+v", got, stored)
+				}
+			}
+		})
 	}
 }

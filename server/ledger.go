@@ -48,17 +48,13 @@ func (l *ledgerService) Append(ctx context.Context, req *ledgerv1.AppendRequest)
 	}
 
 	now := l.s.now()
-	if err := ledger.ValidateAppend(ctx, party, events, now, l.s.limits, l.lookup); err != nil {
+	principal := PrincipalFrom(ctx)
+	encoded, err := ledger.EncodeAppend(ctx, party, events, now, principal, l.s.limits, l.lookup)
+	if err != nil {
 		return nil, err
 	}
-	principal := PrincipalFrom(ctx)
 	proposed := make([]store.Proposed, len(events))
-	for i, e := range events {
-		enc, err := ledger.Encode(e, now, principal)
-		if err != nil {
-			// Validation passed, so this is the server's fault, not the request's.
-			return nil, fmt.Errorf("encode events[%d]: %v", i, err)
-		}
+	for i, enc := range encoded {
 		proposed[i] = store.Proposed{
 			EventID: enc.EventID, Type: enc.Type, Data: enc.Data, Metadata: enc.Metadata, ContentHash: enc.ContentHash,
 		}
