@@ -64,16 +64,26 @@ func Encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, error) 
 // puts it after every content field).
 const contentHashField = `,"content_sha256":""`
 
-// encode is Encode, and also returns the size the size limits measure: the stored
-// bytes without recorded_at and recorded_by, i.e. Encode(e, time.Time{}, "")'s Data
-// and Metadata, worked out from the content's JSON rather than encoded again.
-func encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, int, error) {
+// content is what of an event's stored bytes does not depend on when and by whom it
+// is recorded.
+type content struct {
+	typ  string
+	data []byte
+	md   Metadata // content_sha256 set; recorded_at and recorded_by not
+	// size is what the size limits measure: the stored bytes without recorded_at and
+	// recorded_by, i.e. Encode(e, time.Time{}, "")'s Data and Metadata, worked out
+	// from the content's JSON rather than encoded again.
+	size int
+}
+
+// encodeContent encodes e's body and the metadata its content hash covers.
+func encodeContent(e *Event) (content, error) {
 	if e.Body == nil {
-		return Encoded{}, 0, Invalid("body", "required")
+		return content{}, Invalid("body", "required")
 	}
 	data, err := marshal(utcBody(e.Body))
 	if err != nil {
-		return Encoded{}, 0, fmt.Errorf("encode %s body: %w", e.Type(), err)
+		return content{}, fmt.Errorf("encode %s body: %w", e.Type(), err)
 	}
 	md := Metadata{
 		Schema:     SchemaVersion,
@@ -86,13 +96,23 @@ func encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, int, er
 		t := e.ReportedAt.UTC()
 		md.ReportedAt = &t
 	}
-	content, err := marshal(md)
+	meta, err := marshal(md)
 	if err != nil {
-		return Encoded{}, 0, fmt.Errorf("encode metadata: %w", err)
+		return content{}, fmt.Errorf("encode metadata: %w", err)
 	}
 	typ := e.Type().String()
-	md.ContentSHA256 = contentHash(typ, data, content)
-	unrecorded := len(data) + len(content) + len(contentHashField) + len(md.ContentSHA256)
+	md.ContentSHA256 = contentHash(typ, data, meta)
+	size := len(data) + len(meta) + len(contentHashField) + len(md.ContentSHA256)
+	return content{typ: typ, data: data, md: md, size: size}, nil
+}
+
+// encode is Encode, and also returns the size the size limits measure (content.size).
+func encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, int, error) {
+	c, err := encodeContent(e)
+	if err != nil {
+		return Encoded{}, 0, err
+	}
+	md := c.md
 	if !recordedAt.IsZero() {
 		t := recordedAt.UTC()
 		md.RecordedAt = &t
@@ -102,7 +122,7 @@ func encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, int, er
 	if err != nil {
 		return Encoded{}, 0, fmt.Errorf("encode metadata: %w", err)
 	}
-	return Encoded{EventID: e.EventID, Type: typ, Data: data, Metadata: meta, ContentHash: md.ContentSHA256}, unrecorded, nil
+	return Encoded{EventID: e.EventID, Type: c.typ, Data: c.data, Metadata: meta, ContentHash: md.ContentSHA256}, c.size, nil
 }
 
 func contentHash(typ string, data, content []byte) string {

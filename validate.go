@@ -114,8 +114,8 @@ func ValidateEvent(e *Event, now time.Time) error {
 // wrapped, when a lookup fails; then the request was not fully validated.
 func ValidateAppend(ctx context.Context, party string, events []*Event, now time.Time, limits Limits, lookup Lookup) error {
 	return validateAppend(ctx, party, events, now, limits, lookup, func(_ int, e *Event) (int, error) {
-		_, n, err := encode(e, time.Time{}, "")
-		return n, err
+		c, err := encodeContent(e) // the size needs no recorded metadata
+		return c.size, err
 	})
 }
 

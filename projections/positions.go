@@ -1252,9 +1252,10 @@ func (p *Positions) watching() bool {
 func (p *Positions) notify(db *pebble.DB, changed map[contribKey]struct{}, applied ledger.Position) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	version := getVersion(db)
 	for ck := range changed {
 		ch := Change{Party: ck.party, Topic: ck.topic, Applied: applied}
-		if cur, ok, err := getCurrent(db, ck.party, ck.topic, getVersion(db)); err == nil && ok {
+		if cur, ok, err := getCurrent(db, ck.party, ck.topic, version); err == nil && ok {
 			ch.Current = &cur
 		}
 		for w := range p.watchers {
