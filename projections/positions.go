@@ -134,6 +134,10 @@ type Positions struct {
 	// settled is set when settleBulk has run and nothing was applied since.
 	settled bool
 
+	// removing counts the old models being removed in the background (removeLater);
+	// Add and Wait under mu.
+	removing sync.WaitGroup
+
 	wmu      sync.Mutex
 	watchers map[*watcher]struct{}
 }
@@ -155,7 +159,7 @@ func openPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) 
 	for _, d := range []string{dir, dir + rebuildSuffix} {
 		leftovers = append(leftovers, d+settledSuffix, d+settledSuffix+tablesSuffix)
 	}
-	leftovers = append(leftovers, dir+rebuildSuffix, bulkMarker(dir+rebuildSuffix), dir+retiredSuffix)
+	leftovers = append(leftovers, dir+rebuildSuffix, bulkMarker(dir+rebuildSuffix), dir+retiredSuffix, dir+rebuildSuffix+retiredSuffix)
 	for _, leftover := range leftovers {
 		if err := fs.RemoveAll(leftover); err != nil {
 			return nil, fmt.Errorf("remove %s: %w", leftover, err)
@@ -464,7 +468,9 @@ func (p *Positions) Close() error {
 	p.wmu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.closeDB()
+	err := p.closeDB()
+	p.removing.Wait()
+	return err
 }
 
 // Apply folds records into the view. Records MUST come in log order after
@@ -1330,8 +1336,8 @@ func (p *Positions) NewBuild() (Projection, error) {
 
 // SwitchTo replaces the live model with build (from NewBuild) atomically for
 // readers: under the write lock it closes both, renames the live directory away,
-// renames the build into its place, syncs the parent directory, reopens it and
-// removes the old one. A crash part-way leaves either the old model, or no model
+// renames the build into its place, syncs the parent directory and reopens it; the
+// old one is removed in the background (removeLater). A crash part-way leaves either the old model, or no model
 // (OpenPositions then starts empty and the Runner rebuilds from position 0).
 func (p *Positions) SwitchTo(build Projection) error {
 	b, ok := build.(*Positions)
@@ -1346,8 +1352,8 @@ func (p *Positions) SwitchTo(build Projection) error {
 	if err := p.closeDB(); err != nil {
 		return err
 	}
-	retired := p.dir + retiredSuffix
-	if err := p.fs.Rename(p.dir, retired); err != nil {
+	retired, err := p.retire(p.dir)
+	if err != nil {
 		return err
 	}
 	if err := p.fs.Rename(b.dir, p.dir); err != nil {
@@ -1364,7 +1370,28 @@ func (p *Positions) SwitchTo(build Projection) error {
 	p.cur.reset()
 	p.recs.reset()
 	p.progress.Advance(m.applied)
-	return p.fs.RemoveAll(retired)
+	p.removeLater(retired)
+	return nil
+}
+
+// retire renames the closed model in dir to dir+retiredSuffix, for removeLater,
+// once an earlier one is removed. The caller holds mu for writing.
+func (p *Positions) retire(dir string) (string, error) {
+	p.removing.Wait()
+	retired := dir + retiredSuffix
+	return retired, p.fs.Rename(dir, retired)
+}
+
+// removeLater removes a retired model in the background, so that the view need not
+// wait for the file system to delete a model's files (half a second for the build
+// of a million records). Close waits for it; a model left behind by a crash is
+// removed at the next open. The caller holds mu for writing.
+func (p *Positions) removeLater(dir string) {
+	p.removing.Go(func() {
+		if err := p.fs.RemoveAll(dir); err != nil {
+			p.log.Warn("positions view: could not remove an old model", "dir", dir, "err", err)
+		}
+	})
 }
 
 // DiscardBuild closes and removes a build from NewBuild.

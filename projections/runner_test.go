@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -514,7 +515,10 @@ func TestBulkBuild(t *testing.T) {
 	if _, err := fs.Stat(bulkMarker(dir)); p.bulk || err == nil {
 		t.Fatalf("after CaughtUp: bulk %v, marker %v; want an ordinary model", p.bulk, err)
 	}
-	for _, leftover := range []string{dir + settledSuffix, dir + settledSuffix + tablesSuffix} {
+	p.mu.Lock()
+	p.removing.Wait() // the build, retired and deleted in the background
+	p.mu.Unlock()
+	for _, leftover := range []string{dir + settledSuffix, dir + settledSuffix + tablesSuffix, dir + retiredSuffix} {
 		if _, err := fs.Stat(leftover); err == nil {
 			t.Errorf("%s left behind after CaughtUp", leftover)
 		}
@@ -533,11 +537,25 @@ func TestBulkBuild(t *testing.T) {
 	if n := suffixOnlyCurrents(t, p); n != 0 {
 		t.Errorf("settled model: %d current versions held by their suffix alone; want none", n)
 	}
-	reopened, err := openPositions(fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(2, 2))}), dir, nil)
+	// A crash before the background deletion ended leaves retired models: the next
+	// open deletes them.
+	cfs := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 100, RNG: rand.New(rand.NewPCG(2, 2))})
+	retired := []string{dir + retiredSuffix, dir + rebuildSuffix + retiredSuffix}
+	for _, d := range retired {
+		if err := cfs.MkdirAll(filepath.Join(d, "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reopened, err := openPositions(cfs, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reopened.Close()
+	for _, d := range retired {
+		if _, err := cfs.Stat(d); err == nil {
+			t.Errorf("%s left behind at open", d)
+		}
+	}
 	gotList, gotDigest := table(t, reopened)
 	if reopened.Applied() != last || reopened.bulk || !slices.Equal(gotList, wantList) || gotDigest != wantDigest {
 		t.Fatalf("after CaughtUp and a crash: applied %s (want %s), bulk %v, same table %v",

@@ -25,14 +25,15 @@ const (
 )
 
 // settleBulk writes a finished bulk build out as the ordinary model it becomes, in
-// <dir>.settled: the build is cut into key ranges, each range is read in order and
-// written as one table, on GOMAXPROCS goroutines at once, and the tables are
-// ingested into a fresh DB, where they land in the bottom level with nothing left
-// to compact. (Compacting the build in place would be one compaction on one core,
-// most of the time a build takes.) Current keys that hold their version's suffix
-// alone are written with the version's value. The build itself is not changed;
-// queries go on against it meanwhile. The caller holds mu, for reading at least,
-// and no Apply runs; swapSettled then puts the written model in the build's place.
+// <dir>.settled: the build is cut into key ranges (settleRanges), each range is read
+// in order and written as one table (a range of versions: two, its pairs' current
+// keys too), on GOMAXPROCS goroutines at once, and the tables are ingested into a
+// fresh DB, where they land in the bottom level with nothing left to compact.
+// (Compacting the build in place would be one compaction on one core, most of the
+// time a build takes.) Current keys that hold their version's suffix alone are
+// written with the version's value. The build itself is not changed; queries go on
+// against it meanwhile. The caller holds mu, for reading at least, and no Apply
+// runs; swapSettled then puts the written model in the build's place.
 func (p *Positions) settleBulk() error {
 	if c := p.compaction; c != nil {
 		<-c.done // a compaction of the bulk build still running
@@ -53,13 +54,11 @@ func (p *Positions) settleBulk() error {
 	defer p.fs.RemoveAll(tables)
 
 	workers := runtime.GOMAXPROCS(0)
-	bounds, currents, err := settleRanges(p.db, workers, 4*workers)
+	ranges, err := settleRanges(p.db, 4*workers)
 	if err != nil {
 		return fmt.Errorf("settle bulk build: %w", err)
 	}
-	cache := pebble.NewCache(8 << 20) // it serves the reads of current versions only
-	defer cache.Unref()
-	opts := modelOptions(p.fs, cache, p.log, false, nil)
+	opts := modelOptions(p.fs, nil, p.log, false, nil) // nothing is read from it
 	db, err := pebble.Open(dst, opts)
 	if err != nil {
 		return fmt.Errorf("settle bulk build: %w", err)
@@ -67,40 +66,23 @@ func (p *Positions) settleBulk() error {
 	opts.EnsureDefaults()
 	wopts := opts.MakeWriterOptions(len(opts.Levels)-1, db.TableFormat())
 
-	// Every range but the current table's at once, the workers taking them in key
-	// order; then the current table's, whose keys held by their version's suffix
-	// alone (applier.promote) get its value from the versions just written. The
-	// ranges are disjoint: each ingestion lands in the bottom level.
-	paths := make([]string, len(bounds)-1)
-	errs := make([]error, len(bounds)-1)
-	write := func(from, to int, fix func(k, v []byte) ([]byte, error)) error {
-		var next atomic.Int64
-		next.Store(int64(from))
-		var wg sync.WaitGroup
-		for range min(workers, to-from) {
-			wg.Go(func() {
-				for i := int(next.Add(1) - 1); i < to; i = int(next.Add(1) - 1) {
-					path := filepath.Join(tables, fmt.Sprintf("%06d.sst", i))
-					n, err := writeRange(p.db, p.fs, path, wopts, bounds[i], bounds[i+1], fix)
-					if n > 0 {
-						paths[i] = path
-					}
-					errs[i] = err
-				}
-			})
-		}
-		wg.Wait()
-		if err := errors.Join(errs[from:to]...); err != nil {
-			return err
-		}
-		if written := slices.DeleteFunc(slices.Clone(paths[from:to]), func(s string) bool { return s == "" }); len(written) > 0 {
-			return db.Ingest(context.Background(), written)
-		}
-		return nil
+	// The workers take the ranges in turn, largest first (settleRanges). The ranges
+	// are disjoint: every table lands in the bottom level.
+	paths := make([][]string, len(ranges))
+	errs := make([]error, len(ranges))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(ranges)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(ranges); i = int(next.Add(1) - 1) {
+				paths[i], errs[i] = ranges[i].write(p.db, p.fs, filepath.Join(tables, fmt.Sprintf("%06d", i)), wopts)
+			}
+		})
 	}
-	err = write(currents, len(paths), nil)
-	if err == nil {
-		err = write(0, currents, currentValue(db))
+	wg.Wait()
+	err = errors.Join(errs...)
+	if written := slices.Concat(paths...); err == nil && len(written) > 0 {
+		err = db.Ingest(context.Background(), written)
 	}
 	err = errors.Join(err, db.Close())
 	if err != nil {
@@ -111,15 +93,17 @@ func (p *Positions) settleBulk() error {
 }
 
 // swapSettled puts the model settleBulk wrote in place of the bulk build and
-// removes the build's marker; the build is closed. The caller holds mu for writing.
-// A crash part-way leaves the marker, and the next open builds the model again.
+// removes the build's marker; the build is closed, and removed in the background
+// (removeLater). The caller holds mu for writing. A crash part-way leaves the
+// marker, and the next open builds the model again.
 func (p *Positions) swapSettled() error {
 	db := p.db
 	p.db = nil
 	if err := db.Close(); err != nil {
 		return err
 	}
-	if err := p.fs.RemoveAll(p.dir); err != nil {
+	retired, err := p.retire(p.dir)
+	if err != nil {
 		return err
 	}
 	if err := p.fs.Rename(p.dir+settledSuffix, p.dir); err != nil {
@@ -129,118 +113,197 @@ func (p *Positions) swapSettled() error {
 		return err
 	}
 	p.bulk, p.settled = false, false
+	p.removeLater(retired)
 	return removeMarker(p.fs, p.dir)
 }
 
+// settleRange is a part of a bulk build that settleBulk writes out: the keys in
+// [lower, upper) (nil: unbounded), and, for a range of versions, the current keys
+// of the same pairs, [curLower, curUpper), in a second table.
+type settleRange struct {
+	lower, upper       []byte
+	curLower, curUpper []byte // nil for a range without versions
+}
+
 // settleRanges cuts the key space of the model into ranges for settleBulk, from
-// the pair index: first the current table, in parts of as many pairs each, one per
-// worker (the first currents ranges); then the metadata and the pair index, the
-// records, the topic index, and the versions in about n ranges of as many pairs
-// each. bounds[i] and bounds[i+1] delimit range i; the first and last are nil
-// (unbounded).
-func settleRanges(db *pebble.DB, workers, n int) (bounds [][]byte, currents int, err error) {
+// the pair index: the records, then the versions (with their current keys) in
+// about n ranges of as many pairs each, then the rest (metadata, the pair and
+// topic indexes). Together they hold every key, each once, the largest first.
+func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPair}, UpperBound: []byte{prefixPair + 1}})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	var pairs [][]byte
 	for ok := it.First(); ok; ok = it.Next() {
 		pairs = append(pairs, bytes.Clone(it.Key()))
 	}
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	// cut appends to bounds the keys (with prefix) of the pairs that cut them in
-	// about parts parts, past what bounds ends with.
-	cut := func(prefix byte, parts int) error {
-		for i := 1; i < parts; i++ {
-			k := pairs[len(pairs)*i/parts:]
-			if len(k) == 0 {
-				return nil
-			}
-			party, topic, err := splitPair(k[0])
-			if err != nil {
-				return err
-			}
-			b := pairKey(prefix, party, topic)
-			if prefix == prefixVersion {
-				b = versionPrefix(party, topic)
-			}
-			if bytes.Compare(b, bounds[len(bounds)-1]) > 0 {
-				bounds = append(bounds, b)
-			}
+	ranges := []settleRange{{lower: []byte{prefixRecord}, upper: []byte{prefixRecord + 1}}}
+	// The versions from 'v' on, the current keys from 'c' to 'd', cut at the same
+	// pairs.
+	vr := settleRange{lower: []byte{prefixVersion}, curLower: []byte{prefixCurrent}}
+	for i := 1; i < n; i++ {
+		k := pairs[len(pairs)*i/n:]
+		if len(k) == 0 {
+			break
 		}
-		return nil
-	}
-	bounds = [][]byte{nil, {prefixCurrent}}
-	if err := cut(prefixCurrent, workers); err != nil {
-		return nil, 0, err
-	}
-	bounds = append(bounds, []byte{prefixCurrent + 1})
-	currents = len(bounds) - 1
-	bounds = append(bounds, []byte{prefixRecord}, []byte{prefixRecord + 1}, []byte{prefixVersion})
-	if err := cut(prefixVersion, n); err != nil {
-		return nil, 0, err
-	}
-	return append(bounds, nil), currents, nil
-}
-
-// currentValue returns a fix for writeRange that gives a current key holding its
-// version's suffix alone the version's value, read from db.
-func currentValue(db *pebble.DB) func(k, v []byte) ([]byte, error) {
-	version := getVersion(db)
-	return func(k, v []byte) ([]byte, error) {
-		if k[0] != prefixCurrent || len(v) != suffixLen {
-			return v, nil
-		}
-		party, topic, err := splitPair(k)
+		party, topic, err := splitPair(k[0])
 		if err != nil {
 			return nil, err
 		}
-		row, err := version(append(versionPrefix(party, topic), v...))
-		if err != nil {
-			return nil, fmt.Errorf("current version of (%s, %s): %w", party, topic, err)
+		if v := versionPrefix(party, topic); bytes.Compare(v, vr.lower) > 0 {
+			vr.upper, vr.curUpper = v, pairKey(prefixCurrent, party, topic)
+			ranges = append(ranges, vr)
+			vr = settleRange{lower: vr.upper, curLower: vr.curUpper}
 		}
-		return append(bytes.Clone(v), row...), nil
 	}
+	vr.curUpper = []byte{prefixCurrent + 1}
+	return append(ranges, vr,
+		settleRange{upper: []byte{prefixCurrent}},
+		settleRange{lower: []byte{prefixCurrent + 1}, upper: []byte{prefixRecord}},
+		settleRange{lower: []byte{prefixRecord + 1}, upper: []byte{prefixVersion}},
+	), nil
 }
 
-// writeRange writes the keys of db in [lower, upper) to a new table at path,
-// synced, and returns how many it wrote (an empty range leaves no file). A non-nil
-// fix replaces each value by what it returns.
-func writeRange(db *pebble.DB, fs vfs.FS, path string, wopts sstable.WriterOptions, lower, upper []byte, fix func(k, v []byte) ([]byte, error)) (int, error) {
+// write writes the range out of db as one table at path+".sst" (a range of
+// versions: and its current keys at path+".c.sst"), synced, and returns the paths
+// of the tables it wrote (an empty range leaves no file).
+func (r settleRange) write(db *pebble.DB, fs vfs.FS, path string, wopts sstable.WriterOptions) ([]string, error) {
+	out := &tableOut{fs: fs, path: path + ".sst", wopts: wopts}
+	if r.curLower == nil {
+		return out.finish(copyRange(db, out, r.lower, r.upper))
+	}
+	cur := &tableOut{fs: fs, path: path + ".c.sst", wopts: wopts}
+	err := writeVersions(db, out, cur, r)
+	paths, err1 := out.finish(err)
+	cpaths, err2 := cur.finish(err)
+	return append(paths, cpaths...), errors.Join(err1, err2)
+}
+
+// copyRange writes the keys of db in [lower, upper) to out.
+func copyRange(db *pebble.DB, out *tableOut, lower, upper []byte) error {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer it.Close()
-	if !it.First() {
-		return 0, it.Error()
-	}
-	f, err := fs.Create(path, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return 0, err
-	}
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wopts)
-	n := 0
-	for ok := true; ok; ok = it.Next() {
+	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
-		if err == nil && fix != nil {
-			v, err = fix(it.Key(), v)
+		if err == nil {
+			err = out.set(it.Key(), v)
 		}
 		if err != nil {
-			w.Close()
-			return 0, err
+			return errors.Join(err, it.Close())
 		}
-		if err := w.Set(it.Key(), v); err != nil {
-			w.Close()
-			return 0, err
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+// writeVersions writes the versions of r's pairs to out and their current keys to
+// cur, in one pass over both: a current key that holds its version's suffix alone
+// (applier.promote) is written once the version is met, with its value. Both kinds
+// of keys are in (party, topic) order, so the version a current key waits for
+// comes before the next pair's; one that never comes is an error.
+func writeVersions(db *pebble.DB, out, cur *tableOut, r settleRange) (err error) {
+	cit, err := db.NewIter(&pebble.IterOptions{LowerBound: r.curLower, UpperBound: r.curUpper})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, cit.Close()) }()
+	vit, err := db.NewIter(&pebble.IterOptions{LowerBound: r.lower, UpperBound: r.upper})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, vit.Close()) }()
+
+	// want is the key of the version the current key at cit waits for, when
+	// waiting; buf holds the value written for it.
+	var want, buf []byte
+	waiting := false
+	// next writes the current keys from cit on up to the next one that holds a
+	// suffix alone, and waits for its version.
+	next := func(ok bool) error {
+		for ; ok; ok = cit.Next() {
+			v, err := cit.ValueAndErr()
+			if err != nil {
+				return err
+			}
+			if len(v) != suffixLen {
+				if err := cur.set(cit.Key(), v); err != nil {
+					return err
+				}
+				continue
+			}
+			party, topic, err := splitPair(cit.Key())
+			if err != nil {
+				return err
+			}
+			want = append(appendPairKey(want[:0], prefixVersion, party, topic), 0)
+			want = append(want, v...)
+			waiting = true
+			return nil
 		}
-		n++
+		waiting = false
+		return cit.Error()
 	}
-	if err := it.Error(); err != nil {
-		w.Close()
-		return 0, err
+	if err := next(cit.First()); err != nil {
+		return err
 	}
-	return n, w.Close() // Close syncs and closes the file
+	for ok := vit.First(); ok; ok = vit.Next() {
+		k := vit.Key()
+		v, err := vit.ValueAndErr()
+		if err == nil {
+			err = out.set(k, v)
+		}
+		if err == nil && waiting && bytes.Equal(k, want) {
+			buf = append(append(buf[:0], k[len(k)-suffixLen:]...), v...)
+			if err = cur.set(cit.Key(), buf); err == nil {
+				err = next(cit.Next())
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := vit.Error(); err != nil {
+		return err
+	}
+	if waiting {
+		party, topic, _ := splitPair(cit.Key())
+		return fmt.Errorf("current version of (%s, %s): %w", party, topic, pebble.ErrNotFound)
+	}
+	return nil
+}
+
+// tableOut is one table settleBulk writes, at path, created with its first key.
+type tableOut struct {
+	fs    vfs.FS
+	path  string
+	wopts sstable.WriterOptions
+	w     *sstable.Writer
+}
+
+func (t *tableOut) set(k, v []byte) error {
+	if t.w == nil {
+		f, err := t.fs.Create(t.path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return err
+		}
+		t.w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), t.wopts)
+	}
+	return t.w.Set(k, v)
+}
+
+// finish closes the table, synced, after the writing that ended with err, and
+// returns its path: none when nothing was written or err is not nil.
+func (t *tableOut) finish(err error) ([]string, error) {
+	if t.w == nil {
+		return nil, err
+	}
+	if cerr := t.w.Close(); err != nil || cerr != nil { // Close syncs and closes the file
+		return nil, errors.Join(err, cerr)
+	}
+	return []string{t.path}, nil
 }
