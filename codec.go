@@ -177,23 +177,21 @@ func decode(eventType string, data, metadata []byte, checkContent bool) (*Event,
 	if !ok {
 		return nil, nil, Invalid("type", "unknown record type %q", eventType)
 	}
-	var body Body
-	switch typ {
-	case TypeReportPublished:
-		body = new(ReportPublished)
-	case TypeStatementIssued:
-		body = new(StatementIssued)
-	case TypeMandateVetoed:
-		body = new(MandateVetoed)
-	case TypeRecordCorrected:
-		body = new(RecordCorrected)
-	}
-	if err := unmarshalStrict(data, body); err != nil {
-		return nil, nil, Invalid("data", "%v", err)
+	// The fast path reads what Encode writes; whatever it does not read, it leaves to
+	// unmarshalStrict, on a fresh value.
+	body := newBody(typ)
+	if !unmarshalFast(data, body) {
+		body = newBody(typ)
+		if err := unmarshalStrict(data, body); err != nil {
+			return nil, nil, Invalid("data", "%v", err)
+		}
 	}
 	md := new(Metadata)
-	if err := unmarshalStrict(metadata, md); err != nil {
-		return nil, nil, Invalid("metadata", "%v", err)
+	if !unmarshalFast(metadata, md) {
+		md = new(Metadata)
+		if err := unmarshalStrict(metadata, md); err != nil {
+			return nil, nil, Invalid("metadata", "%v", err)
+		}
 	}
 	if md.Schema != SchemaVersion {
 		return nil, nil, Invalid("metadata.schema", "unsupported schema version %d", md.Schema)
@@ -214,6 +212,21 @@ func decode(eventType string, data, metadata []byte, checkContent bool) (*Event,
 		e.ReportedAt = *md.ReportedAt
 	}
 	return e, md, nil
+}
+
+// newBody returns a new, empty body of a record type.
+func newBody(typ RecordType) Body {
+	switch typ {
+	case TypeReportPublished:
+		return new(ReportPublished)
+	case TypeStatementIssued:
+		return new(StatementIssued)
+	case TypeMandateVetoed:
+		return new(MandateVetoed)
+	case TypeRecordCorrected:
+		return new(RecordCorrected)
+	}
+	return nil
 }
 
 // unmarshalStrict decodes the one JSON value in b into v (a pointer), refusing

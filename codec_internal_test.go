@@ -1,13 +1,15 @@
 package ledger
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
 )
 
 // FuzzJSONAgreement checks what unmarshalStrict promises: for any bytes, it agrees
-// with encoding/json alone (unmarshalV1) on whether they decode, and on the value.
+// with encoding/json alone (unmarshalV1) on whether they decode, and on the value;
+// and what unmarshalFast promises: what it reads, encoding/json reads to the same value.
 func FuzzJSONAgreement(f *testing.F) {
 	for _, e := range []*Event{
 		{EventID: "e1", Party: "p", OccurredAt: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC),
@@ -29,6 +31,8 @@ func FuzzJSONAgreement(f *testing.F) {
 	f.Add([]byte(`{"stances":[{"topic":"a","alignment":"ALIGNMENT_SUPPORTS"}],"stances":[{}]}`))
 	f.Add([]byte("{\"reason\":\"\xff\"}"))
 	f.Add([]byte(`{"occurred_at":"2025-06-01T00:00:00.000Z","corrected_occurred_at":null}`))
+	f.Add([]byte(`{"reason":"a \"b\" \\ \/ \b\f\n\r\t \u00e9 \u2028 \ud83d\ude00","withdraw":true}`))
+	f.Add([]byte(` { "schema" : 1 , "occurred_at" : "2025-06-01T00:00:00.123456789Z" , "sources" : [ ] } `))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		agree[Metadata](t, b)
 		agree[StatementIssued](t, b)
@@ -39,7 +43,7 @@ func FuzzJSONAgreement(f *testing.F) {
 }
 
 func agree[T any](t *testing.T, b []byte) {
-	var got, want T
+	var got, want, fast T
 	errGot, errWant := unmarshalStrict(b, &got), unmarshalV1(b, &want)
 	if (errGot == nil) != (errWant == nil) {
 		t.Fatalf("%T from %q: unmarshalStrict error %v, encoding/json error %v", want, b, errGot, errWant)
@@ -47,4 +51,49 @@ func agree[T any](t *testing.T, b []byte) {
 	if errGot == nil && !reflect.DeepEqual(got, want) {
 		t.Fatalf("%T from %q:\nunmarshalStrict %+v\nencoding/json   %+v", want, b, got, want)
 	}
+	// What the fast path reads, it reads as encoding/json does.
+	if unmarshalFast(b, &fast) && (errWant != nil || !reflect.DeepEqual(fast, want)) {
+		t.Fatalf("%T from %q:\nunmarshalFast %+v\nencoding/json %+v (error %v)", want, b, fast, want, errWant)
+	}
+}
+
+// TestFastPathReadsEncode: the fast path reads everything Encode writes (or decoding
+// a log would not be faster), escapes, fractions of seconds and every body included.
+func TestFastPathReadsEncode(t *testing.T) {
+	at := time.Date(2025, 6, 1, 12, 30, 0, 123456000, time.UTC)
+	redated := at.Add(-time.Hour)
+	st := []Stance{{Topic: "t", Alignment: AlignmentOpposes, Act: ActDeny, Summary: "said \"no\" \\ twice\n\tagain \u2028 é 😀 <&>", Quote: "\x01"}}
+	src := []Source{{URL: "https://example.org/a?b=c&d", Publisher: "Example", Title: "T", Language: "en"}}
+	for _, e := range []*Event{
+		{EventID: "e1", Party: "p", OccurredAt: at, ReportedAt: at, Sources: src,
+			Body: &StatementIssued{StatementID: "s", Speaker: "sp", Channel: "c", Stances: st, RespondsTo: []string{"e0"}, CoSigners: []string{"q"}}},
+		{EventID: "e2", Party: "p", OccurredAt: at, Body: &ReportPublished{ReportID: "r", Title: "T", Findings: st, Accused: []string{"x"}}},
+		{EventID: "e3", Party: "p", OccurredAt: at, Body: &MandateVetoed{Body: "unsc", Mandate: "m", DraftResolution: "d", Votes: []MemberVote{{Party: "a", Vote: VoteNo}}, VetoedBy: []string{"a"}}},
+		{EventID: "e4", Party: "p", OccurredAt: at, Body: &RecordCorrected{CorrectsEventID: "e1", Reason: "r", Withdraw: true, ReplacementStances: st, CorrectedOccurredAt: &redated, AddedSources: src}},
+	} {
+		enc, err := Encode(e, at, "writer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, _ := ParseRecordType(enc.Type)
+		body, md := newBody(typ), new(Metadata)
+		if !unmarshalFast(enc.Data, body) || !unmarshalFast(enc.Metadata, md) {
+			t.Errorf("the fast path does not read what Encode writes:\n%s\n%s", enc.Data, enc.Metadata)
+			continue
+		}
+		want, wantMD, err := decodeStrict(enc.Type, enc.Data, enc.Metadata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(body, want) || !reflect.DeepEqual(md, wantMD) {
+			t.Errorf("the fast path read\n%+v %+v\nunmarshalStrict\n%+v %+v", body, md, want, wantMD)
+		}
+	}
+}
+
+// decodeStrict decodes a record's body and metadata with unmarshalStrict alone.
+func decodeStrict(eventType string, data, metadata []byte) (Body, *Metadata, error) {
+	typ, _ := ParseRecordType(eventType)
+	body, md := newBody(typ), new(Metadata)
+	return body, md, errors.Join(unmarshalStrict(data, body), unmarshalStrict(metadata, md))
 }

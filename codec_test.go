@@ -305,10 +305,17 @@ func BenchmarkDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, err := ledger.Decode(enc.Type, enc.Data, enc.Metadata); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name   string
+		decode func(string, []byte, []byte) (*ledger.Event, *ledger.Metadata, error)
+	}{{"checked", ledger.Decode}, {"trusted", ledger.DecodeTrusted}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := bc.decode(enc.Type, enc.Data, enc.Metadata); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
