@@ -459,7 +459,8 @@ func (p *Positions) WaitFor(ctx context.Context, pos ledger.Position) error {
 	return p.progress.WaitFor(ctx, pos)
 }
 
-// Close closes the read model. Watches end.
+// Close closes the read model, once an old model being deleted in the background
+// (removeLater) is gone. Watches end.
 func (p *Positions) Close() error {
 	p.wmu.Lock()
 	for w := range p.watchers {
@@ -1337,8 +1338,9 @@ func (p *Positions) NewBuild() (Projection, error) {
 // SwitchTo replaces the live model with build (from NewBuild) atomically for
 // readers: under the write lock it closes both, renames the live directory away,
 // renames the build into its place, syncs the parent directory and reopens it; the
-// old one is removed in the background (removeLater). A crash part-way leaves either the old model, or no model
-// (OpenPositions then starts empty and the Runner rebuilds from position 0).
+// old one is removed in the background (removeLater). A crash part-way leaves either
+// the old model, or no model (OpenPositions then starts empty and the Runner rebuilds
+// from position 0).
 func (p *Positions) SwitchTo(build Projection) error {
 	b, ok := build.(*Positions)
 	if !ok || b.dir != p.dir+rebuildSuffix {
