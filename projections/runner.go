@@ -22,9 +22,10 @@ type Projection interface {
 	// Progress tracks its checkpoint: the position of the last record it applied,
 	// as saved with its read model (zero when it has applied nothing).
 	Progress() *Progress
-	// Apply applies records, which come in log order right after the checkpoint,
-	// saving with every atomic commit of read-model changes the checkpoint of the
-	// last record they cover, and advances Progress. On error the checkpoint MUST
+	// Apply applies records (the Runner passes at least one), which come in log
+	// order right after the checkpoint, saving with every atomic commit of
+	// read-model changes the checkpoint of the last record they cover, and
+	// advances Progress. On error the checkpoint MUST
 	// still say exactly which records are applied (none of the batch, or a prefix):
 	// the Runner stops the projection and never skips a record.
 	Apply(records []store.Record) error
@@ -266,8 +267,12 @@ func (r *Runner) follow(ctx context.Context, st *state) error {
 		if st.gen.Load() != gen {
 			return errSwitched
 		}
-		if err := st.p.Apply(batch); err != nil {
-			return &applyError{err}
+		// An empty batch only says that the catch-up ended: projections are not asked
+		// to apply nothing.
+		if len(batch) > 0 {
+			if err := st.p.Apply(batch); err != nil {
+				return &applyError{err}
+			}
 		}
 		r.records.WithLabelValues(st.p.Name()).Add(float64(len(batch)))
 		r.applied.WithLabelValues(st.p.Name()).Set(float64(st.p.Progress().Applied().Commit))
@@ -435,8 +440,10 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (ledger.Position, err
 	var target *ledger.Position
 	errDone := errors.New("rebuild caught up")
 	err = r.feed(ctx, ledger.Position{}, func(batch []store.Record, caughtUp bool) error {
-		if err := build.Apply(batch); err != nil {
-			return &applyError{err}
+		if len(batch) > 0 {
+			if err := build.Apply(batch); err != nil {
+				return &applyError{err}
+			}
 		}
 		r.records.WithLabelValues(name).Add(float64(len(batch)))
 		if target == nil && caughtUp {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -277,6 +278,45 @@ func (f *failing) Apply(recs []store.Record) error {
 	f.mu.Unlock()
 	f.progress.Advance(recs[len(recs)-1].Position)
 	return nil
+}
+
+// catchUpCounter is a failing projection that is told when it has caught up.
+type catchUpCounter struct {
+	failing
+	caughtUp chan struct{}
+	empty    atomic.Int32 // Apply calls without records
+}
+
+func (c *catchUpCounter) Apply(recs []store.Record) error {
+	if len(recs) == 0 {
+		c.empty.Add(1)
+		return nil
+	}
+	return c.failing.Apply(recs)
+}
+
+func (c *catchUpCounter) CaughtUp() error {
+	select {
+	case c.caughtUp <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// With nothing to catch up (an empty log, or a checkpoint at its head), the Runner
+// tells a CatchUpper so, without asking any projection to apply no records.
+func TestRunnerCaughtUpWithNothingToApply(t *testing.T) {
+	st := openTestStore(t)
+	c := &catchUpCounter{failing: failing{progress: NewProgress("failing", ledger.Position{})}, caughtUp: make(chan struct{}, 1)}
+	startRunner(t, st, nil, c)
+	select {
+	case <-c.caughtUp:
+	case <-waitCtx(t).Done():
+		t.Fatal("not told it caught up")
+	}
+	if n := c.empty.Load(); n != 0 {
+		t.Errorf("Apply called %d times without records", n)
+	}
 }
 
 // Catching up, the Runner applies batches of up to CatchUpBatchSize records (the
