@@ -96,7 +96,7 @@ func encodeContent(e *Event) (content, error) {
 		t := e.ReportedAt.UTC()
 		md.ReportedAt = &t
 	}
-	meta, err := marshal(md)
+	meta, err := marshalMetadata(&md)
 	if err != nil {
 		return content{}, fmt.Errorf("encode metadata: %w", err)
 	}
@@ -118,7 +118,7 @@ func encode(e *Event, recordedAt time.Time, recordedBy string) (Encoded, int, er
 		md.RecordedAt = &t
 	}
 	md.RecordedBy = recordedBy
-	meta, err := marshal(md)
+	meta, err := marshalMetadata(&md)
 	if err != nil {
 		return Encoded{}, 0, fmt.Errorf("encode metadata: %w", err)
 	}
@@ -199,7 +199,7 @@ func decode(eventType string, data, metadata []byte, checkContent bool) (*Event,
 	if checkContent && md.ContentSHA256 != "" {
 		content := *md
 		content.ContentSHA256, content.RecordedAt, content.RecordedBy = "", nil, ""
-		cb, err := marshal(content)
+		cb, err := marshalMetadata(&content)
 		if err != nil {
 			return nil, nil, Invalid("metadata", "%v", err)
 		}

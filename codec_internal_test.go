@@ -9,7 +9,8 @@ import (
 
 // FuzzJSONAgreement checks what unmarshalStrict promises: for any bytes, it agrees
 // with encoding/json alone (unmarshalV1) on whether they decode, and on the value;
-// and what unmarshalFast promises: what it reads, encoding/json reads to the same value.
+// what unmarshalFast promises: what it reads, encoding/json reads to the same value;
+// and what appendMetadata promises, on every metadata decoded.
 func FuzzJSONAgreement(f *testing.F) {
 	for _, e := range []*Event{
 		{EventID: "e1", Party: "p", OccurredAt: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC),
@@ -55,6 +56,10 @@ func agree[T any](t *testing.T, b []byte) {
 	if unmarshalFast(b, &fast) && (errWant != nil || !reflect.DeepEqual(fast, want)) {
 		t.Fatalf("%T from %q:\nunmarshalFast %+v\nencoding/json %+v (error %v)", want, b, fast, want, errWant)
 	}
+	// And metadata it decodes, appendMetadata writes as marshal does.
+	if md, ok := any(&want).(*Metadata); ok && errWant == nil {
+		agreeMetadata(t, md)
+	}
 }
 
 // TestFastPathReadsEncode: the fast path reads everything Encode writes (or decoding
@@ -96,4 +101,39 @@ func decodeStrict(eventType string, data, metadata []byte) (Body, *Metadata, err
 	typ, _ := ParseRecordType(eventType)
 	body, md := newBody(typ), new(Metadata)
 	return body, md, errors.Join(unmarshalStrict(data, body), unmarshalStrict(metadata, md))
+}
+
+// FuzzMetadataJSON checks appendMetadata: what it writes is what marshal writes.
+func FuzzMetadataJSON(f *testing.F) {
+	f.Add(1, "e1", "dprk", "https://kcna.kp/a?b=c&d", "KCNA", "", "ko", "ab12", "writer", int64(1748736000), uint32(5), true, false)
+	f.Add(-7, "\"quoted\" \\ \n\t\b\f\x01\x7f", "\u2028\u2029é😀\xff", "<&>", "", "t", "", "", "", int64(-62135596800), uint32(999999999), false, true)
+	f.Add(0, "", "", "", "", "", "", "", "", int64(253402300800), uint32(0), true, true)
+	f.Fuzz(func(t *testing.T, schema int, id, party, url, publisher, title, language, sha, by string, sec int64, nsec uint32, reported, recorded bool) {
+		at := time.Unix(sec, int64(nsec%1e9)).UTC()
+		md := Metadata{Schema: schema, EventID: id, Party: party, OccurredAt: at, ContentSHA256: sha, RecordedBy: by}
+		if url+publisher+title+language != "" {
+			md.Sources = []Source{{URL: url, Publisher: publisher, Title: title, Language: language}, {Title: title}}
+		}
+		if reported {
+			later := at.Add(time.Hour)
+			md.ReportedAt = &later
+		}
+		if recorded {
+			md.RecordedAt = &at
+		}
+		agreeMetadata(t, &md)
+		local := md
+		local.OccurredAt = at.In(time.FixedZone("X", 3600))
+		agreeMetadata(t, &local)
+	})
+}
+
+// agreeMetadata fails when appendMetadata writes md other than marshal does.
+func agreeMetadata(t *testing.T, md *Metadata) {
+	t.Helper()
+	want, err := marshal(md)
+	got, ok := appendMetadata(nil, md)
+	if ok && (err != nil || string(got) != string(want)) {
+		t.Fatalf("appendMetadata(%+v):\n%s\nmarshal (error %v):\n%s", md, got, err, want)
+	}
 }

@@ -566,3 +566,127 @@ func (s *scanner) correction(b *RecordCorrected) {
 		}
 	}
 }
+
+// marshalMetadata encodes md as marshal does, quickly (appendMetadata) when it can.
+func marshalMetadata(md *Metadata) ([]byte, error) {
+	if b, ok := appendMetadata(make([]byte, 0, 512), md); ok {
+		return b, nil
+	}
+	return marshal(md)
+}
+
+// appendMetadata appends md to b in exactly the bytes marshal writes (encoding/json,
+// without HTML escaping), and reports false for a time that is not in UTC or not in
+// the years 0–9999, which it leaves to marshal (MarshalJSON writes an offset, or
+// fails). FuzzMetadataJSON checks it against marshal.
+func appendMetadata(b []byte, md *Metadata) ([]byte, bool) {
+	b = append(b, `{"schema":`...)
+	b = strconv.AppendInt(b, int64(md.Schema), 10)
+	b = append(b, `,"event_id":`...)
+	b = appendJSONString(b, md.EventID)
+	b = append(b, `,"party":`...)
+	b = appendJSONString(b, md.Party)
+	b = append(b, `,"occurred_at":`...)
+	b, ok := appendJSONTime(b, md.OccurredAt)
+	if md.ReportedAt != nil && ok {
+		b = append(b, `,"reported_at":`...)
+		b, ok = appendJSONTime(b, *md.ReportedAt)
+	}
+	if len(md.Sources) > 0 {
+		b = append(b, `,"sources":[`...)
+		for i, s := range md.Sources {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			n := len(b)
+			b = appendMember(b, n, `"url":`, s.URL)
+			b = appendMember(b, n, `"publisher":`, s.Publisher)
+			b = appendMember(b, n, `"title":`, s.Title)
+			b = appendMember(b, n, `"language":`, s.Language)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	b = appendMember(b, 0, `"content_sha256":`, md.ContentSHA256)
+	if md.RecordedAt != nil && ok {
+		b = append(b, `,"recorded_at":`...)
+		b, ok = appendJSONTime(b, *md.RecordedAt)
+	}
+	b = appendMember(b, 0, `"recorded_by":`, md.RecordedBy)
+	return append(b, '}'), ok
+}
+
+// appendMember appends name and the string v, after a comma unless the object
+// began at first (len(b) == first), when v is not empty (omitempty).
+func appendMember(b []byte, first int, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	if len(b) != first {
+		b = append(b, ',')
+	}
+	return appendJSONString(append(b, name...), v)
+}
+
+// appendJSONTime appends t as time.Time's MarshalJSON does, for a time in UTC in
+// the years 0–9999 (ok false otherwise).
+func appendJSONTime(b []byte, t time.Time) ([]byte, bool) {
+	if t.Location() != time.UTC || t.Year() < 0 || t.Year() > 9999 {
+		return b, false
+	}
+	b = append(b, '"')
+	b = t.AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"'), true
+}
+
+// appendJSONString appends s quoted as encoding/json writes it without HTML
+// escaping: \" and \\, \b \f \n \r \t, other control characters as \u00XX, invalid
+// UTF-8 as \ufffd, and U+2028 and U+2029 escaped.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(append(b, s[start:i]...), `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(append(b, s[start:i]...), '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	return append(append(b, s[start:]...), '"')
+}
