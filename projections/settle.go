@@ -177,10 +177,12 @@ func (r settleRange) write(db *pebble.DB, fs vfs.FS, path string, wopts sstable.
 		return out.finish(copyRange(db, out, r.lower, r.upper))
 	}
 	cur := &tableOut{fs: fs, path: path + ".c.sst", wopts: wopts}
-	err := writeVersions(db, out, cur, r)
-	paths, err1 := out.finish(err)
-	cpaths, err2 := cur.finish(err)
-	return append(paths, cpaths...), errors.Join(err1, err2)
+	paths, err := out.finish(writeVersions(db, out, cur, r))
+	cpaths, err := cur.finish(err) // with err, if any
+	if err != nil {
+		return nil, err
+	}
+	return append(paths, cpaths...), nil
 }
 
 // copyRange writes the keys of db in [lower, upper) to out.
