@@ -74,7 +74,7 @@ func (l *ledgerService) Append(ctx context.Context, req *ledgerv1.AppendRequest)
 			resp.Events[i] = appendedRecord(r, events[i], now, principal)
 			continue
 		}
-		if resp.Events[i], err = recorded(r); err != nil {
+		if resp.Events[i], err = l.recorded(r); err != nil {
 			return nil, err
 		}
 	}
@@ -118,10 +118,12 @@ func (l *ledgerService) lookup(ctx context.Context, eventID string) (string, led
 	return md.Party, e.Type(), true, nil
 }
 
-// recorded converts a stored record for the wire. A record that does not decode is
-// the store's fault; wire's error then does not match ledger.ErrInvalid, so the error
-// table answers Internal.
-func recorded(r store.Record) (*ledgerv1.RecordedEvent, error) { return wire.RecordToProto(r) }
+// recorded converts a stored record for the wire (Server.recorded). A record that
+// does not decode is the store's fault; wire's error then does not match
+// ledger.ErrInvalid, so the error table answers Internal.
+func (l *ledgerService) recorded(r store.Record) (*ledgerv1.RecordedEvent, error) {
+	return l.s.recorded(r)
+}
 
 // corrupt reports a stored record that does not decode. It deliberately drops the
 // error chain: the decoder's errors match ledger.ErrInvalid, but the fault is the
@@ -148,7 +150,7 @@ func (l *ledgerService) ReadStream(req *ledgerv1.ReadStreamRequest, stream ledge
 		if err != nil {
 			return err
 		}
-		pe, err := recorded(r)
+		pe, err := l.recorded(r)
 		if err != nil {
 			return err
 		}
@@ -171,7 +173,7 @@ func (l *ledgerService) ReadAll(req *ledgerv1.ReadAllRequest, stream ledgerv1.Le
 		if err != nil {
 			return err
 		}
-		pe, err := recorded(r)
+		pe, err := l.recorded(r)
 		if err != nil {
 			return err
 		}
@@ -226,7 +228,7 @@ func (l *ledgerService) Subscribe(req *ledgerv1.SubscribeRequest, stream ledgerv
 			continue
 		}
 		last = m.Record.Position
-		pe, err := recorded(m.Record)
+		pe, err := l.recorded(m.Record)
 		if err != nil {
 			return err
 		}
@@ -251,7 +253,7 @@ func (l *ledgerService) GetEvent(ctx context.Context, req *ledgerv1.GetEventRequ
 	if err != nil {
 		return nil, err
 	}
-	pe, err := recorded(r)
+	pe, err := l.recorded(r)
 	if err != nil {
 		return nil, err
 	}

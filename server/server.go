@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/internal/wire"
 	"github.com/stanceledger/ledger/projections/integrityview"
 	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
 	"github.com/stanceledger/ledger/store"
@@ -62,10 +63,12 @@ type Config struct {
 
 // Server is the ledger's gRPC server. Its methods are safe for concurrent use.
 type Server struct {
-	store  store.Store
-	log    *slog.Logger
-	limits ledger.Limits
-	now    func() time.Time
+	store store.Store
+	// recorded converts a stored record for the wire (see (*Server).New).
+	recorded func(store.Record) (*ledgerv1.RecordedEvent, error)
+	log      *slog.Logger
+	limits   ledger.Limits
+	now      func() time.Time
 
 	auth    *Auth
 	traffic TrafficLimits
@@ -100,6 +103,13 @@ func New(cfg Config) (*Server, error) {
 		auth:     cfg.Auth,
 		traffic:  cfg.Traffic.withDefaults(cfg.Limits),
 		stopping: make(chan struct{}),
+	}
+	// A record is decoded for the wire with its content hash recomputed, unless the
+	// store vouches for it (the embedded store: the ledger is its only writer); a
+	// record that does not decode, or whose hash does not match, answers Internal.
+	s.recorded = wire.RecordToProto
+	if v, ok := cfg.Store.(store.ContentVoucher); ok && v.VouchesForContent() {
+		s.recorded = wire.VouchedRecordToProto
 	}
 	s.rates = newRates(s.traffic.RatePerSecond, s.traffic.RateBurst)
 	s.calls = &connCalls{max: s.traffic.MaxStreamsPerConn, n: map[string]int{}}

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ledger "github.com/stanceledger/ledger"
+	"github.com/stanceledger/ledger/internal/wire"
 	ledgerv1 "github.com/stanceledger/ledger/proto/stanceledger/v1"
 	"github.com/stanceledger/ledger/server"
 	"github.com/stanceledger/ledger/store"
@@ -531,5 +532,51 @@ func TestHealthAndReflection(t *testing.T) {
 func TestNewRequiresStore(t *testing.T) {
 	if _, err := server.New(server.Config{}); err == nil {
 		t.Error("New without a store succeeded")
+	}
+}
+
+// notVouching hides the embedded store's store.ContentVoucher, as a backend that
+// others can write to (EventStoreDB) has none.
+type notVouching struct{ store.Store }
+
+// A stored record whose content hash does not match its content is refused on reads
+// (Internal) unless the store vouches for its hashes: the embedded store does (the
+// ledger is its only writer), so its records are read without the recheck.
+func TestReadsRecheckContentUnlessTheStoreVouches(t *testing.T) {
+	st := openStore(t)
+	e, err := wire.EventFromProto(statement("vouched-1", "dprk", "msmt-legitimacy", occurred))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := ledger.Encode(e, clock, "writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another hash in the metadata than the content's: a record no ledger writes.
+	md := bytes.Replace(enc.Metadata, []byte(enc.ContentHash), []byte(strings.Repeat("0", len(enc.ContentHash))), 1)
+	if _, err := st.Append(t.Context(), ledger.StreamOf("dprk"), ledger.AnyRevision, []store.Proposed{{
+		EventID: enc.EventID, Type: enc.Type, Data: enc.Data, Metadata: md, ContentHash: enc.ContentHash,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		st   store.Store
+		want codes.Code
+	}{{"vouching", st, codes.OK}, {"not vouching", notVouching{st}, codes.Internal}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := start(t, server.Config{Store: tc.st})
+			stream, err := ts.client.ReadAll(t.Context(), &ledgerv1.ReadAllRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := stream.Recv()
+			if status.Code(err) != tc.want {
+				t.Fatalf("ReadAll: %v; want %v", err, tc.want)
+			}
+			if err == nil && resp.GetEvent().GetEvent().GetEventId() != "vouched-1" {
+				t.Errorf("ReadAll sent %v", resp)
+			}
+		})
 	}
 }

@@ -159,6 +159,16 @@ type EventGetter interface {
 	GetEvent(ctx context.Context, eventID string) (Record, error)
 }
 
+// ContentVoucher is implemented by a backend that vouches for the content hashes of
+// the records it returns (VouchesForContent reports true): the ledger is its only
+// writer, so every record's hash was computed from its content, or checked against
+// it, before it was stored, and the backend checksums what it stores. Readers may
+// then decode its records without recomputing the hash (ledger.DecodeTrusted). A
+// backend that other programs can write to (EventStoreDB) does not vouch.
+type ContentVoucher interface {
+	VouchesForContent() bool
+}
+
 // Store is everything a backend provides. Consumers should accept the smallest
 // interface above that they need.
 type Store interface {

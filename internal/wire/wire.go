@@ -245,7 +245,18 @@ func RecordTypeToProto(t ledger.RecordType) ledgerv1.RecordType { return ledgerv
 // corruption, not bad input: the error deliberately does not match ledger.ErrInvalid,
 // so the server answers Internal rather than InvalidArgument.
 func RecordToProto(r store.Record) (*ledgerv1.RecordedEvent, error) {
-	e, md, err := ledger.Decode(r.Type, r.Data, r.Metadata)
+	return recordToProto(r, ledger.Decode)
+}
+
+// VouchedRecordToProto is RecordToProto for a record of a backend that vouches for
+// its content hashes (store.ContentVoucher): it decodes the stored bytes with
+// ledger.DecodeTrusted, without recomputing the hash.
+func VouchedRecordToProto(r store.Record) (*ledgerv1.RecordedEvent, error) {
+	return recordToProto(r, ledger.DecodeTrusted)
+}
+
+func recordToProto(r store.Record, decode func(string, []byte, []byte) (*ledger.Event, *ledger.Metadata, error)) (*ledgerv1.RecordedEvent, error) {
+	e, md, err := decode(r.Type, r.Data, r.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("stored record %q at %s does not decode: %v", r.EventID, r.Position, err)
 	}

@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -320,8 +321,31 @@ func TestRecordCorruption(t *testing.T) {
 			if err == nil || errors.Is(err, ledger.ErrInvalid) {
 				t.Errorf("RecordToProto = %v; want an error that does not match ErrInvalid", err)
 			}
+			_, err = wire.VouchedRecordToProto(r)
+			if err == nil || errors.Is(err, ledger.ErrInvalid) {
+				t.Errorf("VouchedRecordToProto = %v; want an error that does not match ErrInvalid", err)
+			}
 		})
 	}
+	// A record that decodes but whose content hash does not match: refused, unless
+	// its store vouches for it (and then decoded without the recheck).
+	t.Run("content hash", func(t *testing.T) {
+		r := good
+		i := bytes.Index(r.Metadata, []byte(`"content_sha256":"`)) + len(`"content_sha256":"`)
+		r.Metadata = bytes.Clone(r.Metadata)
+		r.Metadata[i] ^= 1 // another hex digit
+		if _, err := wire.RecordToProto(r); err == nil || errors.Is(err, ledger.ErrInvalid) {
+			t.Errorf("RecordToProto = %v; want an error that does not match ErrInvalid", err)
+		}
+		want, err := wire.RecordToProto(good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := wire.VouchedRecordToProto(r)
+		if err != nil || !proto.Equal(got.GetEvent(), want.GetEvent()) {
+			t.Errorf("VouchedRecordToProto = %v, %v; want the event decoded", got, err)
+		}
+	})
 	t.Run("RecordFromProto", func(t *testing.T) {
 		pe, err := wire.RecordToProto(good)
 		if err != nil {
