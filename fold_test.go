@@ -79,7 +79,6 @@ func TestAttributeReplacement(t *testing.T) {
 	}
 }
 
-// TestVoteAlignment pins the vote → alignment rule of DESIGN.md §1.
 // TestSpeakers: the parties a record speaks for, each once, whatever its stances; a
 // veto speaks for its party alone (its voters contribute, but are not its speakers).
 func TestSpeakers(t *testing.T) {
@@ -98,6 +97,7 @@ func TestSpeakers(t *testing.T) {
 	}
 }
 
+// TestVoteAlignment pins the vote → alignment rule of DESIGN.md §1.
 func TestVoteAlignment(t *testing.T) {
 	for v, want := range map[ledger.Vote]ledger.Alignment{
 		ledger.VoteYes: ledger.AlignmentSupports, ledger.VoteNo: ledger.AlignmentOpposes,

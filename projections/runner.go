@@ -25,9 +25,9 @@ type Projection interface {
 	// Apply applies records (the Runner passes at least one), which come in log
 	// order right after the checkpoint, saving with every atomic commit of
 	// read-model changes the checkpoint of the last record they cover, and
-	// advances Progress. On error the checkpoint MUST
-	// still say exactly which records are applied (none of the batch, or a prefix):
-	// the Runner stops the projection and never skips a record.
+	// advances Progress. On error the checkpoint MUST still say exactly which
+	// records are applied (none of the batch, or a prefix): the Runner stops the
+	// projection and never skips a record.
 	Apply(records []store.Record) error
 }
 
@@ -267,12 +267,8 @@ func (r *Runner) follow(ctx context.Context, st *state) error {
 		if st.gen.Load() != gen {
 			return errSwitched
 		}
-		// An empty batch only says that the catch-up ended: projections are not asked
-		// to apply nothing.
-		if len(batch) > 0 {
-			if err := st.p.Apply(batch); err != nil {
-				return &applyError{err}
-			}
+		if err := applyBatch(st.p, batch); err != nil {
+			return err
 		}
 		r.records.WithLabelValues(st.p.Name()).Add(float64(len(batch)))
 		r.applied.WithLabelValues(st.p.Name()).Set(float64(st.p.Progress().Applied().Commit))
@@ -283,6 +279,18 @@ func (r *Runner) follow(ctx context.Context, st *state) error {
 		}
 		return nil
 	})
+}
+
+// applyBatch applies batch to p. An empty batch (feed's way of saying that the
+// catch-up ended) is not passed on: projections are not asked to apply nothing.
+func applyBatch(p Projection, batch []store.Record) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := p.Apply(batch); err != nil {
+		return &applyError{err}
+	}
+	return nil
 }
 
 // feed subscribes to the log from the record after from and calls apply with
@@ -440,10 +448,8 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (ledger.Position, err
 	var target *ledger.Position
 	errDone := errors.New("rebuild caught up")
 	err = r.feed(ctx, ledger.Position{}, func(batch []store.Record, caughtUp bool) error {
-		if len(batch) > 0 {
-			if err := build.Apply(batch); err != nil {
-				return &applyError{err}
-			}
+		if err := applyBatch(build, batch); err != nil {
+			return err
 		}
 		r.records.WithLabelValues(name).Add(float64(len(batch)))
 		if target == nil && caughtUp {

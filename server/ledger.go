@@ -74,7 +74,7 @@ func (l *ledgerService) Append(ctx context.Context, req *ledgerv1.AppendRequest)
 			resp.Events[i] = appendedRecord(r, events[i], now, principal)
 			continue
 		}
-		if resp.Events[i], err = l.recorded(r); err != nil {
+		if resp.Events[i], err = l.s.recorded(r); err != nil {
 			return nil, err
 		}
 	}
@@ -118,13 +118,6 @@ func (l *ledgerService) lookup(ctx context.Context, eventID string) (string, led
 	return md.Party, e.Type(), true, nil
 }
 
-// recorded converts a stored record for the wire (Server.recorded). A record that
-// does not decode is the store's fault; wire's error then does not match
-// ledger.ErrInvalid, so the error table answers Internal.
-func (l *ledgerService) recorded(r store.Record) (*ledgerv1.RecordedEvent, error) {
-	return l.s.recorded(r)
-}
-
 // corrupt reports a stored record that does not decode. It deliberately drops the
 // error chain: the decoder's errors match ledger.ErrInvalid, but the fault is the
 // store's, not the request's, so the table must answer Internal.
@@ -150,7 +143,7 @@ func (l *ledgerService) ReadStream(req *ledgerv1.ReadStreamRequest, stream ledge
 		if err != nil {
 			return err
 		}
-		pe, err := l.recorded(r)
+		pe, err := l.s.recorded(r)
 		if err != nil {
 			return err
 		}
@@ -173,7 +166,7 @@ func (l *ledgerService) ReadAll(req *ledgerv1.ReadAllRequest, stream ledgerv1.Le
 		if err != nil {
 			return err
 		}
-		pe, err := l.recorded(r)
+		pe, err := l.s.recorded(r)
 		if err != nil {
 			return err
 		}
@@ -228,7 +221,7 @@ func (l *ledgerService) Subscribe(req *ledgerv1.SubscribeRequest, stream ledgerv
 			continue
 		}
 		last = m.Record.Position
-		pe, err := l.recorded(m.Record)
+		pe, err := l.s.recorded(m.Record)
 		if err != nil {
 			return err
 		}
@@ -253,7 +246,7 @@ func (l *ledgerService) GetEvent(ctx context.Context, req *ledgerv1.GetEventRequ
 	if err != nil {
 		return nil, err
 	}
-	pe, err := l.recorded(r)
+	pe, err := l.s.recorded(r)
 	if err != nil {
 		return nil, err
 	}

@@ -64,7 +64,10 @@ type Config struct {
 // Server is the ledger's gRPC server. Its methods are safe for concurrent use.
 type Server struct {
 	store store.Store
-	// recorded converts a stored record for the wire (see (*Server).New).
+	// recorded converts a stored record for the wire (wire.RecordToProto, or
+	// VouchedRecordToProto for a store.ContentVoucher; see New). A record that does
+	// not decode is the store's fault; wire's error then does not match
+	// ledger.ErrInvalid, so the error table answers Internal.
 	recorded func(store.Record) (*ledgerv1.RecordedEvent, error)
 	log      *slog.Logger
 	limits   ledger.Limits
