@@ -241,14 +241,25 @@ func drain(ctx context.Context, lc ledgerv1.LedgerServiceClient, d time.Duration
 			break
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				break // the time is up
+			if timeUp(ctx) {
+				break
 			}
 			return load{}, err
 		}
 		n++
 	}
 	return load{ops: n, units: n, elapsed: time.Since(start)}, nil
+}
+
+// timeUp reports whether ctx's deadline has passed. grpc-go reports a stream reset
+// after the deadline as DeadlineExceeded as soon as the clock says so, which can be
+// before ctx's own timer has fired and set ctx.Err, so the clock is asked too.
+func timeUp(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // eventFactory builds valid StatementIssued events of about size stored bytes (data

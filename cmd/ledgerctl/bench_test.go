@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBenchSpawnJSON runs "bench --spawn --duration 1s --json" against a ledgerd built
@@ -163,5 +165,32 @@ func TestJudge(t *testing.T) {
 				t.Errorf("%s: target %q holds=%v", tc.name, name, holds)
 			}
 		}
+	}
+}
+
+// pastDeadline is a context whose deadline has passed but whose Err is still nil,
+// the moment between a deadline and its timer firing.
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// TestTimeUp checks that the bench's drain ends on the clock as well as on ctx.Err:
+// grpc-go reports a reset stream as DeadlineExceeded once the deadline has passed,
+// which can come before the context's timer sets Err (a CI run failed so).
+func TestTimeUp(t *testing.T) {
+	if !timeUp(pastDeadline{context.Background()}) {
+		t.Error("timeUp = false for a passed deadline whose timer has not fired")
+	}
+	if timeUp(context.Background()) {
+		t.Error("timeUp = true without a deadline")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if timeUp(ctx) {
+		t.Error("timeUp = true an hour before the deadline")
+	}
+	cancel()
+	if !timeUp(ctx) {
+		t.Error("timeUp = false for a cancelled context")
 	}
 }
