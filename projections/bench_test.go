@@ -111,6 +111,7 @@ func BenchmarkPositionsApply(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer p.Close()
+	p.TrustContent() // as ledgerd does on the embedded store
 	gen := newSynthetic(1)
 	var pos uint64
 	b.ReportAllocs()
@@ -151,6 +152,7 @@ func BenchmarkRebuild1M(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		p.TrustContent() // as ledgerd does on the embedded store
 		start, startCPU := time.Now(), cpuTime(b)
 		_, stop := startRunner(b, st, nil, p)
 		if err := p.WaitFor(context.Background(), last); err != nil {

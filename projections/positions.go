@@ -134,6 +134,10 @@ type Positions struct {
 	// settled is set when settleBulk has run and nothing was applied since.
 	settled bool
 
+	// trusted says the records come from a store that vouches for their content
+	// hashes (TrustContent): they are decoded without recomputing them.
+	trusted bool
+
 	// removing counts the old models being removed in the background (removeLater);
 	// Add and Wait under mu.
 	removing sync.WaitGroup
@@ -521,7 +525,7 @@ func (p *Positions) Apply(records []store.Record) error {
 		}
 		last = rec.Position
 	}
-	events := decodeAsync(records)
+	events := decodeAsync(records, p.trusted)
 	// Records go into a plain batch: writing it costs no index, and the pair and
 	// record caches answer what applying them needs to know of the batch's own
 	// writes (whatever they do not hold, the batch has not written, and the model
@@ -794,8 +798,8 @@ func (c *recordCache) reset() {
 // decoding is the decoding of a batch of records, on up to GOMAXPROCS goroutines, in
 // chunks taken in log order, so folding the first records (one goroutine, in order)
 // overlaps decoding the later ones: decoding is much of the cost of applying a
-// record. The log checked each record's content hash when it was appended, so it is
-// not recomputed.
+// record. Each record's content hash is recomputed unless the store vouches for
+// it (trusted: see TrustContent).
 type decoding struct {
 	events []*ledger.Event
 	errs   []error
@@ -804,7 +808,11 @@ type decoding struct {
 
 const decodeChunk = 32
 
-func decodeAsync(records []store.Record) *decoding {
+func decodeAsync(records []store.Record, trusted bool) *decoding {
+	decode := ledger.Decode
+	if trusted {
+		decode = ledger.DecodeTrusted
+	}
 	chunks := (len(records) + decodeChunk - 1) / decodeChunk
 	d := &decoding{
 		events: make([]*ledger.Event, len(records)),
@@ -819,7 +827,7 @@ func decodeAsync(records []store.Record) *decoding {
 		go func() {
 			for c := int(next.Add(1) - 1); c < chunks; c = int(next.Add(1) - 1) {
 				for i := c * decodeChunk; i < min((c+1)*decodeChunk, len(records)); i++ {
-					d.events[i], _, d.errs[i] = ledger.DecodeTrusted(records[i].Type, records[i].Data, records[i].Metadata)
+					d.events[i], _, d.errs[i] = decode(records[i].Type, records[i].Data, records[i].Metadata)
 				}
 				close(d.ready[c])
 			}
@@ -1325,14 +1333,28 @@ func (p *Positions) Watch(ctx context.Context, party, topic string) iter.Seq2[Ch
 	}
 }
 
+// TrustContent says that the records Apply will be given come from a store that
+// vouches for their content hashes (store.ContentVoucher): Apply then decodes them
+// without recomputing each hash (ledger.DecodeTrusted), and so will a build of the
+// view (NewBuild). Without it, every record's hash is checked against its content
+// (ledger.Decode), and a record that fails is an error that stops the projection
+// rather than folding content the log does not vouch for. Call it before the first
+// Apply.
+func (p *Positions) TrustContent() { p.trusted = true }
+
 // NewBuild opens an empty positions model in a fresh directory next to the live
-// one (<dir>.rebuild), for Runner.Rebuild.
+// one (<dir>.rebuild), for Runner.Rebuild; it trusts content as the live one does.
 func (p *Positions) NewBuild() (Projection, error) {
 	dir := p.dir + rebuildSuffix
 	if err := p.fs.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	return newPositions(p.fs, dir, p.log)
+	b, err := newPositions(p.fs, dir, p.log)
+	if err != nil {
+		return nil, err
+	}
+	b.trusted = p.trusted
+	return b, nil
 }
 
 // SwitchTo replaces the live model with build (from NewBuild) atomically for

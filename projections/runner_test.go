@@ -1,11 +1,13 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -600,5 +602,48 @@ func TestBulkBuild(t *testing.T) {
 	if reopened.Applied() != last || reopened.bulk || !slices.Equal(gotList, wantList) || gotDigest != wantDigest {
 		t.Fatalf("after CaughtUp and a crash: applied %s (want %s), bulk %v, same table %v",
 			reopened.Applied(), last, reopened.bulk, slices.Equal(gotList, wantList) && gotDigest == wantDigest)
+	}
+}
+
+// TestApplyChecksContentUnlessTrusted checks that the view recomputes each record's
+// content hash unless told its store vouches for them (TrustContent): a record whose
+// metadata names another hash than its content's is refused, and nothing of it is
+// applied, by a view that checks; a trusting view (and its builds) folds it.
+func TestApplyChecksContentUnlessTrusted(t *testing.T) {
+	e := &ledger.Event{EventID: "forged", Party: "dprk", OccurredAt: refBase,
+		Body: &ledger.StatementIssued{StatementID: "s", Stances: []ledger.Stance{{Topic: "msmt-legitimacy", Alignment: ledger.AlignmentOpposes}}}}
+	recs := records(t, []*ledger.Event{e})
+	recs[0].Metadata = bytes.Replace(recs[0].Metadata, []byte(recs[0].ContentHash), []byte(strings.Repeat("0", len(recs[0].ContentHash))), 1)
+
+	checking, err := OpenPositions(filepath.Join(t.TempDir(), "positions"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer checking.Close()
+	if err := checking.Apply(recs); !errors.Is(err, ledger.ErrInvalid) || !strings.Contains(err.Error(), "content_sha256") {
+		t.Errorf("Apply of a record with a wrong content hash: %v; want ErrInvalid about content_sha256", err)
+	}
+	if !checking.Applied().IsZero() {
+		t.Errorf("the checking view applied up to %s", checking.Applied())
+	}
+
+	trusting, err := OpenPositions(filepath.Join(t.TempDir(), "positions"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trusting.Close()
+	trusting.TrustContent()
+	build, err := trusting.NewBuild()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer build.(*Positions).Close()
+	for _, p := range []*Positions{trusting, build.(*Positions)} {
+		if err := p.Apply(recs); err != nil {
+			t.Fatalf("Apply in a trusting view: %v", err)
+		}
+		if _, _, err := p.Get(t.Context(), "dprk", "msmt-legitimacy", Query{}); err != nil {
+			t.Errorf("the trusting view holds no stance: %v", err)
+		}
 	}
 }

@@ -94,6 +94,9 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if v, ok := st.(store.ContentVoucher); ok && v.VouchesForContent() {
+		positions.TrustContent() // the embedded store; EventStoreDB's records are checked
+	}
 	// Runs after the runner has stopped (below).
 	defer func() {
 		if err := positions.Close(); err != nil {
