@@ -506,7 +506,7 @@ func (p *Positions) Apply(records []store.Record) error {
 		p.cur.reset()
 	}
 	p.recs.age()
-	a := applier{db: p.db, log: p.log, cur: p.cur, recs: p.recs}
+	a := applier{db: p.db, log: p.log, cur: p.cur, recs: p.recs, bulk: p.bulk}
 	committed := false
 	defer func() {
 		if !committed {
@@ -620,12 +620,15 @@ func (p *Positions) Apply(records []store.Record) error {
 
 // applier folds records into a batch. r reads the view: the DB for a plain batch
 // (plain is set; the pair and record caches know what the batch wrote), the batch
-// itself for an indexed one.
+// itself for an indexed one. In a bulk build (bulk), current keys are not written:
+// settling derives them from the versions (settleBulk), and until then queries
+// find the current version among the versions.
 type applier struct {
 	db      *pebble.DB
 	b       *pebble.Batch
 	r       pebble.Reader
 	plain   bool
+	bulk    bool
 	log     *slog.Logger
 	changed map[contribKey]struct{} // pairs whose current stance may have changed; nil when nobody watches
 	cur     *pairCache
@@ -1054,14 +1057,16 @@ func (a *applier) closing(ri recordInfo) (lost []contribKey, search bool, err er
 // (a new version never ends another, so comparing suffices), keeping the pair's
 // second greatest open version known when it was.
 func (a *applier) putVersion(party, topic string, s suffix, row *rowValue) error {
+	// The pair's state before the version is written: an indexed batch would show
+	// it to state's read of the versions (in a bulk build).
+	cur, err := a.state(party, topic)
+	if err != nil {
+		return err
+	}
 	a.key = s.append(append(appendPairKey(a.key[:0], prefixVersion, party, topic), 0))
 	key := a.key
 	a.buf = row.append(a.buf[:0])
 	if err := a.b.Set(key, a.buf, nil); err != nil {
-		return err
-	}
-	cur, err := a.state(party, topic)
-	if err != nil {
 		return err
 	}
 	if !cur.known {
@@ -1091,11 +1096,20 @@ func (a *applier) putVersion(party, topic string, s suffix, row *rowValue) error
 
 // state returns what the view knows of a pair, in the pair cache, where the caller
 // may change it: read from the model (the batch, when indexed) into the cache when
-// the cache does not know the pair and does not know every pair. The pointer is
-// valid until the cache next adds a pair.
+// the cache does not know the pair and does not know every pair: its current key,
+// or in a bulk build, which has none, its versions. The pointer is valid until the
+// cache next adds a pair.
 func (a *applier) state(party, topic string) (*pairState, error) {
 	st, added := a.cur.slot(party, topic)
 	if !added || a.cur.complete {
+		return st, nil
+	}
+	if a.bulk {
+		found, _, err := a.openVersions(contribKey{party, topic})
+		if err != nil {
+			return nil, err // Apply fails, and resets the cache
+		}
+		*st = found // openVersions adds no pair: st is still valid
 		return st, nil
 	}
 	v, closer, err := a.r.Get(pairKey(prefixCurrent, party, topic))
@@ -1127,12 +1141,15 @@ func (a *applier) setCurrent(party, topic string, st pairState, row []byte) erro
 }
 
 // writeCurrent writes the pair's current key: suffix, and the version's value row
-// (nil: the suffix alone).
+// (nil: the suffix alone). A bulk build writes none (see applier).
 func (a *applier) writeCurrent(party, topic string, suffix, row []byte) error {
-	a.cval = append(append(a.cval[:0], suffix...), row...)
 	if a.changed != nil {
 		a.changed[contribKey{party, topic}] = struct{}{}
 	}
+	if a.bulk {
+		return nil
+	}
+	a.cval = append(append(a.cval[:0], suffix...), row...)
 	a.ckey = appendPairKey(a.ckey[:0], prefixCurrent, party, topic)
 	return a.b.Set(a.ckey, a.cval, nil)
 }
@@ -1156,15 +1173,28 @@ func (a *applier) promote(ck contribKey) error {
 // recomputeCurrent finds the current stance of a pair, its greatest version that
 // still counts, and the second greatest.
 func (a *applier) recomputeCurrent(ck contribKey) error {
-	prefix := versionPrefix(ck.party, ck.topic)
-	it, err := a.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	st, row, err := a.openVersions(ck)
 	if err != nil {
 		return err
 	}
+	if !st.has {
+		return a.noCurrent(ck)
+	}
+	return a.setCurrent(ck.party, ck.topic, st, row)
+}
+
+// openVersions searches a pair's versions (through a.r) for its greatest open
+// version (the current one, whose value it returns) and its second greatest. The
+// state it returns is known when the pair has any version, and knows its next.
+func (a *applier) openVersions(ck contribKey) (st pairState, row []byte, err error) {
+	prefix := versionPrefix(ck.party, ck.topic)
+	it, err := a.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return pairState{}, nil, err
+	}
 	defer it.Close()
-	var st pairState
-	var row []byte
 	for ok := it.Last(); ok; ok = it.Prev() {
+		st.known = true
 		if !getPos(it.Value()).IsZero() { // closed
 			continue
 		}
@@ -1179,13 +1209,10 @@ func (a *applier) recomputeCurrent(ck contribKey) error {
 		break
 	}
 	if err := it.Error(); err != nil {
-		return err
+		return pairState{}, nil, err
 	}
-	if !st.has {
-		return a.noCurrent(ck)
-	}
-	st.known, st.nextKnown = true, true
-	return a.setCurrent(ck.party, ck.topic, st, row)
+	st.nextKnown = true
+	return st, row, nil
 }
 
 // noCurrent records that a pair has no version that counts any more.
@@ -1194,6 +1221,9 @@ func (a *applier) noCurrent(ck contribKey) error {
 		a.changed[ck] = struct{}{}
 	}
 	a.cur.put(ck.party, ck.topic, pairState{known: true, nextKnown: true})
+	if a.bulk {
+		return nil
+	}
 	return a.b.Delete(pairKey(prefixCurrent, ck.party, ck.topic), nil)
 }
 
@@ -1267,10 +1297,24 @@ func (p *Positions) watching() bool {
 func (p *Positions) notify(db *pebble.DB, changed map[contribKey]struct{}, applied ledger.Position) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	version := getVersion(db)
+	current := func(ck contribKey) (PartyPosition, bool, error) {
+		return getCurrent(db, ck.party, ck.topic, getVersion(db))
+	}
+	if p.bulk { // no current keys yet: the greatest version that counts
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixVersion}, UpperBound: []byte{prefixVersion + 1}})
+		current = func(ck contribKey) (PartyPosition, bool, error) {
+			if err != nil {
+				return PartyPosition{}, false, err
+			}
+			return asOf(it, ck.party, ck.topic, time.Time{}, applied)
+		}
+		if err == nil {
+			defer it.Close()
+		}
+	}
 	for ck := range changed {
 		ch := Change{Party: ck.party, Topic: ck.topic, Applied: applied}
-		if cur, ok, err := getCurrent(db, ck.party, ck.topic, version); err == nil && ok {
+		if cur, ok, err := current(ck); err == nil && ok {
 			ch.Current = &cur
 		}
 		for w := range p.watchers {

@@ -16,6 +16,9 @@ import (
 type view struct {
 	snap    *pebble.Snapshot
 	applied ledger.Position
+	// current says the model has its current table; a bulk build has none (see
+	// applier), and answers current queries from the versions, as of applied.
+	current bool
 	vit     *pebble.Iterator // over every version; opened by the first as-of read
 	unlock  func()
 }
@@ -44,7 +47,7 @@ func (p *Positions) open(q Query) (*view, ledger.Position, error) {
 		p.mu.RUnlock()
 		return nil, ledger.Position{}, &LagError{View: PositionsName, Want: at, Applied: applied, Cause: ledger.ErrUnavailable}
 	}
-	return &view{snap: snap, applied: applied, unlock: p.mu.RUnlock}, at, nil
+	return &view{snap: snap, applied: applied, current: !p.bulk, unlock: p.mu.RUnlock}, at, nil
 }
 
 func (v *view) close() {
@@ -78,7 +81,7 @@ func (p *Positions) Get(ctx context.Context, party, topic string, q Query) (Part
 // get answers one pair at (t, at) from the current table when it can, else from
 // the pair's versions.
 func (v *view) get(party, topic string, t time.Time, at ledger.Position) (PartyPosition, bool, error) {
-	if t.IsZero() && at == v.applied {
+	if t.IsZero() && at == v.applied && v.current {
 		return getCurrent(v.snap, party, topic, v.version)
 	}
 	it, err := v.versions()
@@ -222,7 +225,7 @@ func (p *Positions) List(ctx context.Context, f ListFilter, q Query) (list []Par
 		return nil, ledger.Position{}, false, err
 	}
 	defer v.close()
-	if q.AsOfTime.IsZero() && at == v.applied && f.Topic == "" {
+	if q.AsOfTime.IsZero() && at == v.applied && f.Topic == "" && v.current {
 		list, more, err = v.listCurrent(ctx, f)
 		return list, at, more, err
 	}

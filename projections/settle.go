@@ -26,14 +26,14 @@ const (
 
 // settleBulk writes a finished bulk build out as the ordinary model it becomes, in
 // <dir>.settled: the build is cut into key ranges (settleRanges), each range is read
-// in order and written as one table (a range of versions: two, its pairs' current
-// keys too), on GOMAXPROCS goroutines at once, and the tables are ingested into a
-// fresh DB, where they land in the bottom level with nothing left to compact.
-// (Compacting the build in place would be one compaction on one core, most of the
-// time a build takes.) Current keys that hold their version's suffix alone are
-// written with the version's value. The build itself is not changed; queries go on
-// against it meanwhile. The caller holds mu, for reading at least, and no Apply
-// runs; swapSettled then puts the written model in the build's place.
+// in order and written as one table (a range of versions: two, with the current
+// keys of its pairs, derived from the versions), on GOMAXPROCS goroutines at once,
+// and the tables are ingested into a fresh DB, where they land in the bottom level
+// with nothing left to compact. (Compacting the build in place would be one
+// compaction on one core, most of the time a build takes.) The build itself is not
+// changed; queries go on against it meanwhile. The caller holds mu, for reading at
+// least, and no Apply runs; swapSettled then puts the written model in the build's
+// place.
 func (p *Positions) settleBulk() error {
 	if c := p.compaction; c != nil {
 		<-c.done // a compaction of the bulk build still running
@@ -118,17 +118,18 @@ func (p *Positions) swapSettled() error {
 }
 
 // settleRange is a part of a bulk build that settleBulk writes out: the keys in
-// [lower, upper) (nil: unbounded), and, for a range of versions, the current keys
-// of the same pairs, [curLower, curUpper), in a second table.
+// [lower, upper) (nil: unbounded); for a range of versions (versions is set), also
+// the current keys of its pairs, in a second table.
 type settleRange struct {
-	lower, upper       []byte
-	curLower, curUpper []byte // nil for a range without versions
+	lower, upper []byte
+	versions     bool
 }
 
 // settleRanges cuts the key space of the model into ranges for settleBulk, from
-// the pair index: the records, then the versions (with their current keys) in
-// about n ranges of as many pairs each, then the rest (metadata, the pair and
-// topic indexes). Together they hold every key, each once, the largest first.
+// the pair index: the records, then the versions in about n ranges of as many
+// pairs each, then the rest (metadata, the pair and topic indexes). Together they
+// hold every key, each once, the largest first. A bulk build has no current keys
+// (applier); the range of current keys is left out, should it hold any.
 func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPair}, UpperBound: []byte{prefixPair + 1}})
 	if err != nil {
@@ -142,9 +143,8 @@ func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
 		return nil, err
 	}
 	ranges := []settleRange{{lower: []byte{prefixRecord}, upper: []byte{prefixRecord + 1}}}
-	// The versions from 'v' on, the current keys from 'c' to 'd', cut at the same
-	// pairs.
-	vr := settleRange{lower: []byte{prefixVersion}, curLower: []byte{prefixCurrent}}
+	// The versions from 'v' on, cut at pairs.
+	vr := settleRange{lower: []byte{prefixVersion}, versions: true}
 	for i := 1; i < n; i++ {
 		k := pairs[len(pairs)*i/n:]
 		if len(k) == 0 {
@@ -155,12 +155,11 @@ func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
 			return nil, err
 		}
 		if v := versionPrefix(party, topic); bytes.Compare(v, vr.lower) > 0 {
-			vr.upper, vr.curUpper = v, pairKey(prefixCurrent, party, topic)
+			vr.upper = v
 			ranges = append(ranges, vr)
-			vr = settleRange{lower: vr.upper, curLower: vr.curUpper}
+			vr = settleRange{lower: vr.upper, versions: true}
 		}
 	}
-	vr.curUpper = []byte{prefixCurrent + 1}
 	return append(ranges, vr,
 		settleRange{upper: []byte{prefixCurrent}},
 		settleRange{lower: []byte{prefixCurrent + 1}, upper: []byte{prefixRecord}},
@@ -173,7 +172,7 @@ func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
 // of the tables it wrote (an empty range leaves no file).
 func (r settleRange) write(db *pebble.DB, fs vfs.FS, path string, wopts sstable.WriterOptions) ([]string, error) {
 	out := &tableOut{fs: fs, path: path + ".sst", wopts: wopts}
-	if r.curLower == nil {
+	if !r.versions {
 		return out.finish(copyRange(db, out, r.lower, r.upper))
 	}
 	cur := &tableOut{fs: fs, path: path + ".c.sst", wopts: wopts}
@@ -204,79 +203,59 @@ func copyRange(db *pebble.DB, out *tableOut, lower, upper []byte) error {
 }
 
 // writeVersions writes the versions of r's pairs to out and their current keys to
-// cur, in one pass over both: a current key that holds its version's suffix alone
-// (applier.promote) is written once the version is met, with its value. Both kinds
-// of keys are in (party, topic) order, so the version a current key waits for
-// comes before the next pair's; one that never comes is an error.
+// cur, in one pass: a pair's current version is its greatest open one, so the last
+// open version the pass meets before the next pair's (both kinds of keys are in
+// (party, topic) order) is written as its current key, with its value.
 func writeVersions(db *pebble.DB, out, cur *tableOut, r settleRange) (err error) {
-	cit, err := db.NewIter(&pebble.IterOptions{LowerBound: r.curLower, UpperBound: r.curUpper})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: r.lower, UpperBound: r.upper})
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, cit.Close()) }()
-	vit, err := db.NewIter(&pebble.IterOptions{LowerBound: r.lower, UpperBound: r.upper})
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, vit.Close()) }()
+	defer func() { err = errors.Join(err, it.Close()) }()
 
-	// want is the key of the version the current key at cit waits for, when
-	// waiting; buf holds the value written for it.
-	var want, buf []byte
-	waiting := false
-	// next writes the current keys from cit on up to the next one that holds a
-	// suffix alone, and waits for its version.
-	next := func(ok bool) error {
-		for ; ok; ok = cit.Next() {
-			v, err := cit.ValueAndErr()
-			if err != nil {
-				return err
-			}
-			if len(v) != suffixLen {
-				if err := cur.set(cit.Key(), v); err != nil {
-					return err
-				}
-				continue
-			}
-			party, topic, err := splitPair(cit.Key())
-			if err != nil {
-				return err
-			}
-			want = append(appendPairKey(want[:0], prefixVersion, party, topic), 0)
-			want = append(want, v...)
-			waiting = true
+	// pair is the version prefix of the pair the pass is in (its key without the
+	// suffix); ckey and cval are the current key and value it has so far (has).
+	var pair, ckey, cval []byte
+	has := false
+	emit := func() error {
+		if !has {
 			return nil
 		}
-		waiting = false
-		return cit.Error()
+		has = false
+		return cur.set(ckey, cval)
 	}
-	if err := next(cit.First()); err != nil {
-		return err
-	}
-	for ok := vit.First(); ok; ok = vit.Next() {
-		k := vit.Key()
-		v, err := vit.ValueAndErr()
-		if err == nil {
-			err = out.set(k, v)
-		}
-		if err == nil && waiting && bytes.Equal(k, want) {
-			buf = append(append(buf[:0], k[len(k)-suffixLen:]...), v...)
-			if err = cur.set(cit.Key(), buf); err == nil {
-				err = next(cit.Next())
-			}
-		}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
 		}
+		if len(k) < suffixLen+1 {
+			return fmt.Errorf("version key %q: %w", k, errCorrupt)
+		}
+		if p := k[:len(k)-suffixLen]; !bytes.Equal(p, pair) {
+			if err := emit(); err != nil {
+				return err
+			}
+			pair = append(pair[:0], p...)
+		}
+		if err := out.set(k, v); err != nil {
+			return err
+		}
+		if len(v) < posLen {
+			return fmt.Errorf("version %q: %w", k, errCorrupt)
+		}
+		if getPos(v).IsZero() { // open: the greatest so far
+			// 'v' party 0 topic 0 suffix → 'c' party 0 topic
+			ckey = append(append(ckey[:0], prefixCurrent), pair[1:len(pair)-1]...)
+			cval = append(append(cval[:0], k[len(k)-suffixLen:]...), v...)
+			has = true
+		}
 	}
-	if err := vit.Error(); err != nil {
+	if err := it.Error(); err != nil {
 		return err
 	}
-	if waiting {
-		party, topic, _ := splitPair(cit.Key())
-		return fmt.Errorf("current version of (%s, %s): %w", party, topic, pebble.ErrNotFound)
-	}
-	return nil
+	return emit()
 }
 
 // tableOut is one table settleBulk writes, at path, created with its first key.
