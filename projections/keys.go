@@ -16,7 +16,8 @@ import (
 //	r<event_id>                               recordInfo of every stance-bearing record
 //	v<party>\x00<topic>\x00<occ><rec><idx><from>  one version of one contribution (rowValue)
 //	c<party>\x00<topic>                       the current contribution: its version suffix + rowValue,
-//	                                          or the suffix alone (then read the version; see applier.promote)
+//	                                          or the suffix alone (then read the version; see applier.promote);
+//	                                          a bulk build has none until it settles (see applier)
 //	p<party>\x00<topic>                       the pair has had a contribution (empty value)
 //	t<topic>\x00<party>                       the same pair, indexed by topic
 //
