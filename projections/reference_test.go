@@ -347,3 +347,59 @@ func openTestPositions(t testing.TB) *Positions {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, ledger.ErrNotFound) }
+
+// TestWatchMatchesReferenceFold checks the changes the view sends its watchers, in
+// a bulk build (no current keys: the current stance is found among the versions)
+// and after it has settled: each names the current stance of its pair after the
+// batch that made it, as the reference fold has it. (A watcher is registered as
+// Watch does; Apply sends a batch's changes before it returns.)
+func TestWatchMatchesReferenceFold(t *testing.T) {
+	for seed := range 20 {
+		rng := rand.New(rand.NewPCG(uint64(seed), 11))
+		log := randomLog(rng, 40)
+		recs := records(t, log)
+		p := openTestPositions(t)
+		w := &watcher{ch: make(chan Change, watchBuffer), done: make(chan struct{})}
+		p.wmu.Lock()
+		p.watchers[w] = struct{}{}
+		p.wmu.Unlock()
+
+		settleAfter := 1 + rng.IntN(len(recs)/2) // then CaughtUp ends the bulk build
+		var bulk, settled int
+		for n := 0; n < len(recs); {
+			k := min(len(recs)-n, 1+rng.IntN(8))
+			wasBulk := p.bulk
+			if err := p.Apply(recs[n : n+k]); err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			n += k
+			want := refFold(log, n, time.Time{})
+			for len(w.ch) > 0 {
+				ch := <-w.ch
+				if ch.Applied.Commit != uint64(n) {
+					t.Fatalf("seed %d: a change after %d records says applied %s", seed, n, ch.Applied)
+				}
+				cur, ok := want[[2]string{ch.Party, ch.Topic}]
+				switch {
+				case !ok && ch.Current != nil:
+					t.Fatalf("seed %d: after %d records (%s, %s) changed to %+v; want no stance", seed, n, ch.Party, ch.Topic, *ch.Current)
+				case ok && (ch.Current == nil || *ch.Current != cur):
+					t.Fatalf("seed %d: after %d records (%s, %s) changed to %+v; want %+v", seed, n, ch.Party, ch.Topic, ch.Current, cur)
+				}
+				if wasBulk {
+					bulk++
+				} else {
+					settled++
+				}
+			}
+			if n >= settleAfter && p.bulk {
+				if err := p.CaughtUp(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if bulk == 0 || settled == 0 {
+			t.Errorf("seed %d: %d changes in the bulk build, %d after it; want some of each", seed, bulk, settled)
+		}
+	}
+}
