@@ -127,9 +127,10 @@ type settleRange struct {
 
 // settleRanges cuts the key space of the model into ranges for settleBulk, from
 // the pair index: the records, then the versions in about n ranges of as many
-// pairs each, then the rest (metadata, the pair and topic indexes). Together they
-// hold every key, each once, the largest first. A bulk build has no current keys
-// (applier); the range of current keys is left out, should it hold any.
+// pairs each, then the rest (metadata, the pair and topic indexes), the largest
+// first. Together they hold every key of the build once, but for current keys,
+// which a bulk build does not write (applier): their range is left out, and
+// settling derives them from the versions (writeVersions).
 func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPair}, UpperBound: []byte{prefixPair + 1}})
 	if err != nil {
