@@ -1297,24 +1297,12 @@ func (p *Positions) watching() bool {
 func (p *Positions) notify(db *pebble.DB, changed map[contribKey]struct{}, applied ledger.Position) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	current := func(ck contribKey) (PartyPosition, bool, error) {
-		return getCurrent(db, ck.party, ck.topic, getVersion(db))
-	}
-	if p.bulk { // no current keys yet: the greatest version that counts
-		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixVersion}, UpperBound: []byte{prefixVersion + 1}})
-		current = func(ck contribKey) (PartyPosition, bool, error) {
-			if err != nil {
-				return PartyPosition{}, false, err
-			}
-			return asOf(it, ck.party, ck.topic, time.Time{}, applied)
-		}
-		if err == nil {
-			defer it.Close()
-		}
-	}
+	// Each change carries what a current query answers at applied (view.get).
+	v := &view{r: db, applied: applied, current: !p.bulk}
+	defer v.close()
 	for ck := range changed {
 		ch := Change{Party: ck.party, Topic: ck.topic, Applied: applied}
-		if cur, ok, err := current(ck); err == nil && ok {
+		if cur, ok, err := v.get(ck.party, ck.topic, time.Time{}, applied); err == nil && ok {
 			ch.Current = &cur
 		}
 		for w := range p.watchers {

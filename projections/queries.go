@@ -12,15 +12,16 @@ import (
 	ledger "github.com/stanceledger/ledger"
 )
 
-// view is a consistent read of the model: a Pebble snapshot and the checkpoint it holds.
+// view is a consistent read of the model: a Pebble snapshot and the checkpoint it
+// holds (or, for notify, the DB itself, which Apply holds still meanwhile).
 type view struct {
-	snap    *pebble.Snapshot
+	r       pebble.Reader
 	applied ledger.Position
 	// current says the model has its current table; a bulk build has none (see
 	// applier), and answers current queries from the versions, as of applied.
 	current bool
 	vit     *pebble.Iterator // over every version; opened by the first as-of read
-	unlock  func()
+	unlock  func()           // releases what open took; nil for notify's view
 }
 
 // open takes a snapshot and resolves q's log position against it. The view holds
@@ -47,15 +48,20 @@ func (p *Positions) open(q Query) (*view, ledger.Position, error) {
 		p.mu.RUnlock()
 		return nil, ledger.Position{}, &LagError{View: PositionsName, Want: at, Applied: applied, Cause: ledger.ErrUnavailable}
 	}
-	return &view{snap: snap, applied: applied, current: !p.bulk, unlock: p.mu.RUnlock}, at, nil
+	unlock := func() {
+		snap.Close()
+		p.mu.RUnlock()
+	}
+	return &view{r: snap, applied: applied, current: !p.bulk, unlock: unlock}, at, nil
 }
 
 func (v *view) close() {
 	if v.vit != nil {
 		v.vit.Close()
 	}
-	v.snap.Close()
-	v.unlock()
+	if v.unlock != nil {
+		v.unlock()
+	}
 }
 
 // Get returns the stance of (party, topic) at q: the contribution with the latest
@@ -82,7 +88,7 @@ func (p *Positions) Get(ctx context.Context, party, topic string, q Query) (Part
 // the pair's versions.
 func (v *view) get(party, topic string, t time.Time, at ledger.Position) (PartyPosition, bool, error) {
 	if t.IsZero() && at == v.applied && v.current {
-		return getCurrent(v.snap, party, topic, v.version)
+		return getCurrent(v.r, party, topic, v.version)
 	}
 	it, err := v.versions()
 	if err != nil {
@@ -94,7 +100,7 @@ func (v *view) get(party, topic string, t time.Time, at ledger.Position) (PartyP
 // versions returns the view's iterator over the version keys, opened on first use.
 func (v *view) versions() (*pebble.Iterator, error) {
 	if v.vit == nil {
-		it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixVersion}, UpperBound: []byte{prefixVersion + 1}})
+		it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixVersion}, UpperBound: []byte{prefixVersion + 1}})
 		if err != nil {
 			return nil, err
 		}
@@ -114,18 +120,6 @@ func (v *view) version(k []byte) ([]byte, error) {
 		return nil, errors.Join(it.Error(), pebble.ErrNotFound)
 	}
 	return it.Value(), nil
-}
-
-// getVersion is a version function (see decodeCurrent) reading with r.Get.
-func getVersion(r pebble.Reader) func(k []byte) ([]byte, error) {
-	return func(k []byte) ([]byte, error) {
-		val, closer, err := r.Get(k)
-		if err != nil {
-			return nil, err
-		}
-		defer closer.Close()
-		return bytes.Clone(val), nil
-	}
 }
 
 // getCurrent reads the current stance of a pair from r; version reads a version's
@@ -261,7 +255,7 @@ func (v *view) listCurrent(ctx context.Context, f ListFilter) ([]PartyPosition, 
 			lower = after
 		}
 	}
-	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, false, err
 	}
@@ -296,7 +290,7 @@ func (v *view) pairs(ctx context.Context, party, topic, afterParty, afterTopic s
 			if afterParty != "" && (party < afterParty || party == afterParty && topic <= afterTopic) {
 				return
 			}
-			_, closer, err := v.snap.Get(pairKey(prefixPair, party, topic))
+			_, closer, err := v.r.Get(pairKey(prefixPair, party, topic))
 			if errors.Is(err, pebble.ErrNotFound) {
 				return
 			}
@@ -332,7 +326,7 @@ func (v *view) pairs(ctx context.Context, party, topic, afterParty, afterTopic s
 				lower = after
 			}
 		}
-		it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 		if err != nil {
 			yield(contribKey{}, err)
 			return
@@ -373,7 +367,7 @@ func (p *Positions) History(ctx context.Context, party, topic string) ([]History
 	}
 	defer v.close()
 	prefix := versionPrefix(party, topic)
-	it, err := v.snap.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := v.r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return nil, at, err
 	}
@@ -391,7 +385,7 @@ func (p *Positions) History(ctx context.Context, party, topic string) ([]History
 		h := HistoryEntry{Contribution: pp, Until: row.until, UntilEventID: row.untilEventID, UntilEffect: row.untilEffect}
 		cs, seen := fixes[pp.EventID]
 		if !seen {
-			cs, err = recordCorrections(v.snap, pp.EventID)
+			cs, err = recordCorrections(v.r, pp.EventID)
 			if err != nil {
 				return nil, at, err
 			}

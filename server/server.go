@@ -111,7 +111,7 @@ func New(cfg Config) (*Server, error) {
 	// store vouches for it (the embedded store: the ledger is its only writer); a
 	// record that does not decode, or whose hash does not match, answers Internal.
 	s.recorded = wire.RecordToProto
-	if v, ok := cfg.Store.(store.ContentVoucher); ok && v.VouchesForContent() {
+	if store.Vouches(cfg.Store) {
 		s.recorded = wire.VouchedRecordToProto
 	}
 	s.rates = newRates(s.traffic.RatePerSecond, s.traffic.RateBurst)

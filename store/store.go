@@ -169,6 +169,12 @@ type ContentVoucher interface {
 	VouchesForContent() bool
 }
 
+// Vouches reports whether s is a ContentVoucher that vouches for its content hashes.
+func Vouches(s any) bool {
+	v, ok := s.(ContentVoucher)
+	return ok && v.VouchesForContent()
+}
+
 // Store is everything a backend provides. Consumers should accept the smallest
 // interface above that they need.
 type Store interface {

@@ -94,7 +94,7 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if v, ok := st.(store.ContentVoucher); ok && v.VouchesForContent() {
+	if store.Vouches(st) {
 		positions.TrustContent() // the embedded store; EventStoreDB's records are checked
 	}
 	// Runs after the runner has stopped (below).
