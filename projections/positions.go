@@ -1292,21 +1292,31 @@ func (p *Positions) watching() bool {
 	return len(p.watchers) > 0
 }
 
-// notify sends each changed pair's new current stance to the watchers that want it.
-// The caller holds p.mu for reading.
-func (p *Positions) notify(db *pebble.DB, changed map[contribKey]struct{}, applied ledger.Position) {
+// notify sends each changed pair's new current stance, read through r (the model
+// just committed), to the watchers that want it. A pair whose stance cannot be
+// read ends those watchers with the error: sending the change without a stance
+// would tell them the pair has none. The caller holds p.mu for reading.
+func (p *Positions) notify(r pebble.Reader, changed map[contribKey]struct{}, applied ledger.Position) {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	// Each change carries what a current query answers at applied (view.get).
-	v := &view{r: db, applied: applied, current: !p.bulk}
+	v := &view{r: r, applied: applied, current: !p.bulk}
 	defer v.close()
 	for ck := range changed {
 		ch := Change{Party: ck.party, Topic: ck.topic, Applied: applied}
-		if cur, ok, err := v.get(ck.party, ck.topic, time.Time{}, applied); err == nil && ok {
+		cur, ok, err := v.get(ck.party, ck.topic, time.Time{}, applied)
+		if err != nil {
+			err = fmt.Errorf("positions view: read the current stance of (%s, %s) at %s: %w", ck.party, ck.topic, applied, err)
+		} else if ok {
 			ch.Current = &cur
 		}
 		for w := range p.watchers {
 			if (w.party != "" && w.party != ck.party) || (w.topic != "" && w.topic != ck.topic) {
+				continue
+			}
+			if err != nil {
+				w.end(err)
+				delete(p.watchers, w)
 				continue
 			}
 			select {

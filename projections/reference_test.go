@@ -2,13 +2,17 @@ package projections
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	ledger "github.com/stanceledger/ledger"
@@ -401,5 +405,58 @@ func TestWatchMatchesReferenceFold(t *testing.T) {
 		if bulk == 0 || settled == 0 {
 			t.Errorf("seed %d: %d changes in the bulk build, %d after it; want some of each", seed, bulk, settled)
 		}
+	}
+}
+
+// failingReader is a pebble.Reader whose every read fails with err.
+type failingReader struct{ err error }
+
+func (f failingReader) Get([]byte) ([]byte, io.Closer, error) { return nil, nil, f.err }
+func (f failingReader) NewIter(*pebble.IterOptions) (*pebble.Iterator, error) {
+	return nil, f.err
+}
+func (f failingReader) NewIterWithContext(context.Context, *pebble.IterOptions) (*pebble.Iterator, error) {
+	return nil, f.err
+}
+func (f failingReader) Close() error { return nil }
+
+// TestWatchEndsOnReadError checks that a change whose current stance cannot be
+// read ends the watchers of that pair with the error, rather than reaching them as
+// a change to no stance, and leaves the other watchers be.
+func TestWatchEndsOnReadError(t *testing.T) {
+	p := openTestPositions(t)
+	mine := &watcher{party: "kp", ch: make(chan Change, watchBuffer), done: make(chan struct{})}
+	other := &watcher{party: "ru", ch: make(chan Change, watchBuffer), done: make(chan struct{})}
+	p.wmu.Lock()
+	p.watchers[mine], p.watchers[other] = struct{}{}, struct{}{}
+	p.wmu.Unlock()
+
+	boom := errors.New("disk on fire")
+	p.mu.RLock()
+	p.notify(failingReader{boom}, map[contribKey]struct{}{{"kp", "msmt"}: {}}, ledger.Position{Commit: 7, Prepare: 7})
+	p.mu.RUnlock()
+
+	select {
+	case <-mine.done:
+	default:
+		t.Fatal("the watcher of the unreadable pair was not ended")
+	}
+	if !errors.Is(mine.err, boom) || !strings.Contains(mine.err.Error(), "(kp, msmt)") {
+		t.Errorf("watcher ended with %v; want the read error, naming the pair", mine.err)
+	}
+	if len(mine.ch) != 0 {
+		t.Errorf("the watcher was also sent %+v", <-mine.ch)
+	}
+	select {
+	case <-other.done:
+		t.Fatalf("a watcher of another party was ended: %v", other.err)
+	default:
+	}
+	p.wmu.Lock()
+	_, stillMine := p.watchers[mine]
+	_, stillOther := p.watchers[other]
+	p.wmu.Unlock()
+	if stillMine || !stillOther {
+		t.Errorf("registered after the error: ended watcher %v, other watcher %v; want false, true", stillMine, stillOther)
 	}
 }
