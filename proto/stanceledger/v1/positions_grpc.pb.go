@@ -44,7 +44,9 @@ type PositionServiceClient interface {
 	GetHistory(ctx context.Context, in *GetHistoryRequest, opts ...grpc.CallOption) (*GetHistoryResponse, error)
 	// GetSnapshot returns the full table at (T, P) with its digest.
 	GetSnapshot(ctx context.Context, in *GetSnapshotRequest, opts ...grpc.CallOption) (*GetSnapshotResponse, error)
-	// WatchPositions streams changes of current stances until the client cancels.
+	// WatchPositions streams changes of current stances until the client cancels. It
+	// ends with UNAVAILABLE when the client falls too far behind or the server stops,
+	// and INTERNAL when the view cannot read a changed stance (rather than report none).
 	WatchPositions(ctx context.Context, in *WatchPositionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchPositionsResponse], error)
 }
 
@@ -133,7 +135,9 @@ type PositionServiceServer interface {
 	GetHistory(context.Context, *GetHistoryRequest) (*GetHistoryResponse, error)
 	// GetSnapshot returns the full table at (T, P) with its digest.
 	GetSnapshot(context.Context, *GetSnapshotRequest) (*GetSnapshotResponse, error)
-	// WatchPositions streams changes of current stances until the client cancels.
+	// WatchPositions streams changes of current stances until the client cancels. It
+	// ends with UNAVAILABLE when the client falls too far behind or the server stops,
+	// and INTERNAL when the view cannot read a changed stance (rather than report none).
 	WatchPositions(*WatchPositionsRequest, grpc.ServerStreamingServer[WatchPositionsResponse]) error
 	mustEmbedUnimplementedPositionServiceServer()
 }
