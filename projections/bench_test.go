@@ -152,7 +152,8 @@ func BenchmarkRebuild1M(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p.TrustContent() // as ledgerd does on the embedded store
+		p.TrustContent()      // as ledgerd does on the embedded store
+		p.LookUpRecordsIn(st) // as ledgerd does
 		start, startCPU := time.Now(), cpuTime(b)
 		_, stop := startRunner(b, st, nil, p)
 		if err := p.WaitFor(context.Background(), last); err != nil {

@@ -13,7 +13,10 @@ import (
 //
 //	m/schema                                  schema version (decimal)
 //	m/applied                                 checkpoint: position of the last applied record (16 bytes)
-//	r<event_id>                               recordInfo of every stance-bearing record
+//	m/records-by-log                          present (empty) when r rows are kept of corrected records only
+//	r<event_id>                               recordInfo of every stance-bearing record, or with
+//	                                          m/records-by-log of every corrected one (the others
+//	                                          are read from the log: Positions.LookUpRecordsIn)
 //	v<party>\x00<topic>\x00<occ><rec><idx><from>  one version of one contribution (rowValue)
 //	c<party>\x00<topic>                       the current contribution: its version suffix + rowValue,
 //	                                          or the suffix alone (then read the version; see applier.promote);
@@ -40,6 +43,9 @@ const (
 var (
 	keySchema  = []byte("m/schema")
 	keyApplied = []byte("m/applied")
+	// keyRecordsByLog marks a model that keeps record rows of corrected records
+	// only (Positions.LookUpRecordsIn).
+	keyRecordsByLog = []byte("m/records-by-log")
 )
 
 const (

@@ -31,7 +31,8 @@ const PositionsName = "positions"
 
 // PositionsSchema is the version of the positions read model's key layout. A read
 // model written with another version is discarded and rebuilt from the log.
-const PositionsSchema = 1
+// (2: a model may keep record rows for corrected records only, keyRecordsByLog.)
+const PositionsSchema = 2
 
 // PartyPosition is one contribution of one record to one (party, topic): what the
 // record (or a correction of it) says the party's stance is, from its valid time on.
@@ -137,6 +138,13 @@ type Positions struct {
 	// trusted says the records come from a store that vouches for their content
 	// hashes (TrustContent): they are decoded without recomputing them.
 	trusted bool
+	// events is the log, where Apply looks up the records it keeps no row of
+	// (LookUpRecordsIn); nil when it keeps a row of every record.
+	events store.EventGetter
+	// byLog is set when the model keeps rows of corrected records only
+	// (keyRecordsByLog): Apply then needs events. Written by Apply and, under the
+	// write lock, when the model is reopened.
+	byLog bool
 
 	// removing counts the old models being removed in the background (removeLater);
 	// Add and Wait under mu.
@@ -180,7 +188,7 @@ func newPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) {
 		return nil, err
 	}
 	return &Positions{
-		dir: dir, fs: fs, log: log, db: m.db, bulk: m.bulk, flushed: flushed,
+		dir: dir, fs: fs, log: log, db: m.db, bulk: m.bulk, byLog: m.byLog, flushed: flushed,
 		progress: NewProgress(PositionsName, m.applied),
 		cur:      newPairCache(m.applied.IsZero()),
 		recs:     newRecordCache(),
@@ -198,6 +206,7 @@ type model struct {
 	db      *pebble.DB
 	applied ledger.Position
 	bulk    bool
+	byLog   bool // it keeps rows of corrected records only (keyRecordsByLog)
 }
 
 // bulkMarker names the file that marks dir as a bulk build in progress.
@@ -243,7 +252,7 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger, flushed *atomic.Int64) (
 	if err != nil {
 		return model{}, fmt.Errorf("open positions view %s: %w", dir, err)
 	}
-	schema, applied, err := readMeta(db)
+	schema, applied, byLog, err := readMeta(db)
 	if err != nil {
 		db.Close()
 		return model{}, err
@@ -267,7 +276,7 @@ func openModel(fs vfs.FS, dir string, log *slog.Logger, flushed *atomic.Int64) (
 		}
 		return openModel(fs, dir, log, flushed)
 	}
-	return model{db: db, applied: applied, bulk: bulk}, nil
+	return model{db: db, applied: applied, bulk: bulk, byLog: byLog}, nil
 }
 
 // modelOptions are the Pebble options of a read model, or of a bulk build.
@@ -389,7 +398,7 @@ func (p *Positions) endBulk() error {
 	if err != nil {
 		return err
 	}
-	p.db, p.bulk = m.db, m.bulk
+	p.db, p.bulk, p.byLog = m.db, m.bulk, m.byLog
 	return nil
 }
 
@@ -416,12 +425,12 @@ func (p *Positions) closeDB() error {
 // the Runner calls it once the model has caught up with the log.
 func (p *Positions) CaughtUp() error { return p.endBulk() }
 
-func readMeta(r pebble.Reader) (schema int, applied ledger.Position, err error) {
+func readMeta(r pebble.Reader) (schema int, applied ledger.Position, byLog bool, err error) {
 	v, closer, err := r.Get(keySchema)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return 0, applied, err
+		return 0, applied, false, err
 	default:
 		schema, err = strconv.Atoi(string(v))
 		closer.Close()
@@ -429,8 +438,16 @@ func readMeta(r pebble.Reader) (schema int, applied ledger.Position, err error) 
 			schema = -1
 		}
 	}
+	_, closer, err = r.Get(keyRecordsByLog)
+	switch {
+	case err == nil:
+		byLog = true
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return 0, applied, false, err
+	}
 	applied, err = readApplied(r)
-	return schema, applied, err
+	return schema, applied, byLog, err
 }
 
 func readApplied(r pebble.Reader) (ledger.Position, error) {
@@ -506,7 +523,16 @@ func (p *Positions) Apply(records []store.Record) error {
 		p.cur.reset()
 	}
 	p.recs.age()
-	a := applier{db: p.db, log: p.log, cur: p.cur, recs: p.recs, bulk: p.bulk}
+	if p.byLog && p.events == nil {
+		return errors.New("positions view: the model keeps rows of corrected records only, and applying to it needs the log to look the others up (LookUpRecordsIn)")
+	}
+	// A model that starts empty with the log at hand is marked, in its first
+	// batch, as keeping rows of corrected records only.
+	markByLog := p.events != nil && !p.byLog && p.Applied().IsZero()
+	a := applier{db: p.db, log: p.log, cur: p.cur, recs: p.recs, bulk: p.bulk, trusted: p.trusted}
+	if p.byLog || markByLog {
+		a.events = p.events
+	}
 	committed := false
 	defer func() {
 		if !committed {
@@ -545,6 +571,11 @@ func (p *Positions) Apply(records []store.Record) error {
 	newBatch := func() *pebble.Batch { return p.db.NewBatchWithSize(left + left/2) }
 	a.b, a.r, a.plain = newBatch(), p.db, true
 	defer func() { a.b.Close() }()
+	if markByLog {
+		if err := a.b.Set(keyRecordsByLog, nil, nil); err != nil {
+			return err
+		}
+	}
 	var pending ledger.Position       // last record in a.b
 	var committedUpTo ledger.Position // last record committed
 	defer func() {
@@ -561,6 +592,9 @@ func (p *Positions) Apply(records []store.Record) error {
 		}
 		if err := a.b.Commit(pebble.NoSync); err != nil {
 			return fmt.Errorf("commit positions batch: %w", err)
+		}
+		if markByLog {
+			p.byLog, markByLog = true, false // the first batch held the mark
 		}
 		committedUpTo = pending
 		pending = ledger.Position{}
@@ -629,6 +663,8 @@ type applier struct {
 	r       pebble.Reader
 	plain   bool
 	bulk    bool
+	events  store.EventGetter // set when the model keeps rows of corrected records only
+	trusted bool              // decode what events returns without checking hashes
 	log     *slog.Logger
 	changed map[contribKey]struct{} // pairs whose current stance may have changed; nil when nobody watches
 	cur     *pairCache
@@ -848,9 +884,9 @@ func (d *decoding) get(i int) (*ledger.Event, error) {
 	return e, d.errs[i]
 }
 
-// add stores a stance-bearing record and its contributions.
-func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
-	// The log holds each event_id once (store.Proposed), so no lookup is needed.
+// newEntry is a stance-bearing record at pos as the view holds it before any
+// correction: its contributions, current from pos at its valid time.
+func newEntry(pos ledger.Position, ev *ledger.Event) *recEntry {
 	contribs := ledger.Contributions(ev)
 	ri := recordInfo{
 		pos: pos, party: ev.Party, parties: ledger.Speakers(ev),
@@ -864,11 +900,26 @@ func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 			alignment: c.Stance.Alignment, act: c.Stance.Act, eventID: ev.EventID,
 			summary: c.Stance.Summary, quote: c.Stance.Quote,
 		}
-		if err := a.putVersion(c.Party, c.Stance.Topic, suffix{occ: ri.occ, rec: pos, idx: uint32(i), from: pos}, &rows[i]); err != nil {
+	}
+	return &recEntry{info: ri, rows: rows}
+}
+
+// add stores a stance-bearing record and its contributions, and its row unless
+// the model keeps rows of corrected records only (a.events: a correction finds
+// it in the log).
+func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
+	// The log holds each event_id once (store.Proposed), so no lookup is needed.
+	e := newEntry(pos, ev)
+	ri := &e.info
+	for i, ck := range ri.current {
+		if err := a.putVersion(ck.party, ck.topic, suffix{occ: ri.occ, rec: pos, idx: uint32(i), from: pos}, &e.rows[i]); err != nil {
 			return err
 		}
 	}
-	a.recs.put(ev.EventID, &recEntry{info: ri, rows: rows})
+	a.recs.put(ev.EventID, e)
+	if a.events != nil {
+		return nil
+	}
 	a.key = append(append(a.key[:0], prefixRecord), ev.EventID...)
 	a.buf = ri.append(a.buf[:0])
 	return a.b.Set(a.key, a.buf, nil)
@@ -889,7 +940,7 @@ func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 // stance-bearing record already in the view (validation prevents it) changes nothing.
 func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.RecordCorrected) error {
 	rk := recordKey(c.CorrectsEventID)
-	target, err := a.record(c.CorrectsEventID)
+	target, err := a.record(c.CorrectsEventID, pos)
 	if err != nil {
 		return err
 	}
@@ -987,15 +1038,19 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 	return a.b.Set(rk, ri.append(nil), nil)
 }
 
-// record returns the stance-bearing record with event_id id as the view holds it:
-// from the record cache, else read from the model (and cached); nil when the view
-// holds no such record.
-func (a *applier) record(id string) (*recEntry, error) {
+// record returns the stance-bearing record with event_id id as the view holds it,
+// for a correction at pos: from the record cache, else read from the model, or
+// from the log (lookUp) when the model keeps rows of corrected records only, and
+// cached; nil when the view holds no such record.
+func (a *applier) record(id string, pos ledger.Position) (*recEntry, error) {
 	if e := a.recs.get(id); e != nil {
 		return e, nil
 	}
 	v, closer, err := a.r.Get(recordKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
+		if a.events != nil {
+			return a.lookUp(id, pos)
+		}
 		return nil, nil
 	}
 	if err != nil {
@@ -1020,6 +1075,46 @@ func (a *applier) record(id string) (*recEntry, error) {
 		}
 	}
 	e := &recEntry{info: ri, rows: rows}
+	a.recs.put(id, e)
+	return e, nil
+}
+
+// lookUpTimeout bounds one lookUp; past it, Apply fails with ledger.ErrUnavailable
+// and the Runner tries again.
+const lookUpTimeout = 30 * time.Second
+
+// lookUp finds the record id, which the model keeps no row of, in the log: a
+// record that no correction has changed (a correction writes its row), so the view
+// holds it as stored (newEntry). It returns nil when the log holds no
+// stance-bearing record id before pos, the correction's position (then the view
+// holds none either). A failure to read the log that matches ledger.ErrUnavailable
+// fails Apply with it, for the Runner to try again.
+func (a *applier) lookUp(id string, pos ledger.Position) (*recEntry, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), lookUpTimeout)
+	defer cancel()
+	rec, err := a.events.GetEvent(ctx, id)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return nil, nil
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%w: look up record %q in the log: %v", ledger.ErrUnavailable, id, err)
+	case err != nil:
+		return nil, fmt.Errorf("look up record %q in the log: %w", id, err)
+	case !rec.Position.Less(pos):
+		return nil, nil // recorded after the correction
+	}
+	decode := ledger.Decode
+	if a.trusted {
+		decode = ledger.DecodeTrusted
+	}
+	ev, _, err := decode(rec.Type, rec.Data, rec.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("record %q at %s, from the log: %w", id, rec.Position, err)
+	}
+	if _, isFix := ev.Body.(*ledger.RecordCorrected); isFix {
+		return nil, nil
+	}
+	e := newEntry(rec.Position, ev)
 	a.recs.put(id, e)
 	return e, nil
 }
@@ -1384,8 +1479,19 @@ func (p *Positions) Watch(ctx context.Context, party, topic string) iter.Seq2[Ch
 // Apply.
 func (p *Positions) TrustContent() { p.trusted = true }
 
+// LookUpRecordsIn gives the view the log its records come from, and lets a model
+// that starts empty keep rows only of the records that corrections changed: a
+// correction of another record that the view no longer holds in memory finds it in
+// the log (GetEvent; its state is then the record as stored). A million records
+// then cost a million keys fewer to write, sort and settle. A model built so is
+// marked (keyRecordsByLog), and applying to it without the log is an error; a model
+// that has a row of every record goes on writing them. Call it before the first
+// Apply.
+func (p *Positions) LookUpRecordsIn(events store.EventGetter) { p.events = events }
+
 // NewBuild opens an empty positions model in a fresh directory next to the live
-// one (<dir>.rebuild), for Runner.Rebuild; it trusts content as the live one does.
+// one (<dir>.rebuild), for Runner.Rebuild; it trusts content, and looks records up
+// in the log (LookUpRecordsIn), as the live one does.
 func (p *Positions) NewBuild() (Projection, error) {
 	dir := p.dir + rebuildSuffix
 	if err := p.fs.RemoveAll(dir); err != nil {
@@ -1395,7 +1501,7 @@ func (p *Positions) NewBuild() (Projection, error) {
 	if err != nil {
 		return nil, err
 	}
-	b.trusted = p.trusted
+	b.trusted, b.events = p.trusted, p.events
 	return b, nil
 }
 
@@ -1432,7 +1538,7 @@ func (p *Positions) SwitchTo(build Projection) error {
 	if err != nil {
 		return err
 	}
-	p.db, p.bulk = m.db, m.bulk
+	p.db, p.bulk, p.byLog = m.db, m.bulk, m.byLog
 	p.cur.reset()
 	p.recs.reset()
 	p.progress.Advance(m.applied)

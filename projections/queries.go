@@ -403,8 +403,13 @@ func (p *Positions) History(ctx context.Context, party, topic string) ([]History
 	return out, at, nil
 }
 
+// recordCorrections returns the corrections of the record eventID: none when the
+// model keeps no row of it (a model that keeps rows of corrected records only).
 func recordCorrections(r pebble.Reader, eventID string) ([]Correction, error) {
 	val, closer, err := r.Get(recordKey(eventID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("record %q: %w", eventID, err)
 	}

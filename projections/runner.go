@@ -27,7 +27,10 @@ type Projection interface {
 	// read-model changes the checkpoint of the last record they cover, and
 	// advances Progress. On error the checkpoint MUST still say exactly which
 	// records are applied (none of the batch, or a prefix): the Runner stops the
-	// projection and never skips a record.
+	// projection and never skips a record. An error matching ledger.ErrUnavailable
+	// says the projection could not read the log (e.g. to look a record up): the
+	// Runner then tries again from the checkpoint, with backoff, as when its
+	// subscription fails.
 	Apply(records []store.Record) error
 }
 
@@ -287,10 +290,14 @@ func applyBatch(p Projection, batch []store.Record) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	if err := p.Apply(batch); err != nil {
-		return &applyError{err}
+	err := p.Apply(batch)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ledger.ErrUnavailable):
+		return err // the log, tried again from the checkpoint like a failed subscription
 	}
-	return nil
+	return &applyError{err}
 }
 
 // feed subscribes to the log from the record after from and calls apply with

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -98,11 +99,14 @@ func TestRunnerCrashAndRestartEqualsCleanBuild(t *testing.T) {
 	clean := openTestPositions(t)
 	_, stopClean := startRunner(t, st, nil, clean)
 
+	// The live view looks records up in the log, as ledgerd's does; the clean one
+	// keeps a row of every record.
 	fs := vfs.NewCrashableMem()
 	live, err := openPositions(fs, "/data/views/positions", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	live.LookUpRecordsIn(st)
 	_, stop := startRunner(t, st, &RunnerOptions{BatchSize: 7}, live)
 
 	// Crash at a few points while records keep arriving: as kill -9 does (the
@@ -131,6 +135,7 @@ func TestRunnerCrashAndRestartEqualsCleanBuild(t *testing.T) {
 		if err != nil {
 			t.Fatalf("crash %d: reopen: %v", i, err)
 		}
+		p.LookUpRecordsIn(st)
 		before := p.Applied()
 		t.Logf("crash %d: the view recovered at %s", i, before)
 		_, stop := startRunner(t, st, nil, p)
@@ -157,6 +162,7 @@ func TestRunnerRebuildSwitchesOverWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
+	p.LookUpRecordsIn(st) // and so does the build
 	var mu sync.Mutex
 	var health []bool
 	r, _ := startRunner(t, st, &RunnerOptions{OnHealth: func(name string, serving bool) {
@@ -644,5 +650,122 @@ func TestApplyChecksContentUnlessTrusted(t *testing.T) {
 		if _, _, err := p.Get(t.Context(), "dprk", "msmt-legitimacy", Query{}); err != nil {
 			t.Errorf("the trusting view holds no stance: %v", err)
 		}
+	}
+}
+
+// recordRows counts the record rows (r keys) of p.
+func recordRows(t *testing.T, p *Positions) int {
+	t.Helper()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixRecord}, UpperBound: []byte{prefixRecord + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// flakyEvents fails the first failures lookups as an unreachable store would.
+type flakyEvents struct {
+	store.EventGetter
+	failures atomic.Int64
+}
+
+func (f *flakyEvents) GetEvent(ctx context.Context, id string) (store.Record, error) {
+	if f.failures.Add(-1) >= 0 {
+		return store.Record{}, fmt.Errorf("%w: connection refused", ledger.ErrUnavailable)
+	}
+	return f.EventGetter.GetEvent(ctx, id)
+}
+
+// TestRecordsLookedUpInTheLog runs a view that keeps rows of corrected records only
+// over the embedded store, with a record cache so small that corrections keep
+// looking their records up in the log, and through lookups that fail for a while
+// (the Runner tries again from the checkpoint): it ends with the reference fold's
+// table and a row of each record a correction changed, and nothing else. Reopened
+// without the log, it refuses to apply.
+func TestRecordsLookedUpInTheLog(t *testing.T) {
+	defer func(n int) { maxCachedRows = n }(maxCachedRows)
+	maxCachedRows = 8
+	rng := rand.New(rand.NewPCG(5, 6))
+	st := openTestStore(t)
+	events := randomLog(rng, 500)
+	last := appendLog(t, st, events)
+
+	// The records an applied correction changes: earlier, of the same party, not
+	// a correction.
+	changed := map[string]bool{}
+	byID := map[string]*ledger.Event{}
+	for _, e := range events {
+		if c, ok := e.Body.(*ledger.RecordCorrected); ok {
+			if target := byID[c.CorrectsEventID]; target != nil && target.Party == e.Party {
+				if _, fix := target.Body.(*ledger.RecordCorrected); !fix {
+					changed[target.EventID] = true
+				}
+			}
+		}
+		byID[e.EventID] = e
+	}
+
+	dir := filepath.Join(t.TempDir(), "positions")
+	p, err := OpenPositions(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := &flakyEvents{EventGetter: st}
+	flaky.failures.Store(3)
+	p.LookUpRecordsIn(flaky)
+	var mu sync.Mutex
+	var health []bool
+	_, stop := startRunner(t, st, &RunnerOptions{BatchSize: 16, CatchUpBatchSize: 16, RetryDelay: time.Millisecond,
+		OnHealth: func(_ string, serving bool) {
+			mu.Lock()
+			health = append(health, serving)
+			mu.Unlock()
+		}}, p)
+	if err := p.WaitFor(waitCtx(t), last); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if flaky.failures.Load() >= 0 {
+		t.Fatal("the log never failed a lookup: the test tests nothing")
+	}
+	mu.Lock()
+	if slices.Contains(health, false) {
+		t.Errorf("health went NOT_SERVING over lookups that failed for a while: %v", health)
+	}
+	mu.Unlock()
+	got, _, _, err := p.List(t.Context(), ListFilter{}, Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sortedRows(refFold(events, len(events), time.Time{})); !slices.Equal(got, want) {
+		t.Fatalf("table:\n got %+v\nwant %+v", got, want)
+	}
+	if n := recordRows(t, p); n != len(changed) || n == 0 {
+		t.Errorf("%d record rows; want one per record a correction changed, %d", n, len(changed))
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err = OpenPositions(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	before := p.Applied()
+	more := records(t, append(slices.Clone(events), &ledger.Event{EventID: "later", Party: "dprk", OccurredAt: refBase,
+		Body: &ledger.StatementIssued{StatementID: "later", Stances: []ledger.Stance{{Topic: "sanctions", Alignment: ledger.AlignmentSupports}}}}))
+	err = p.Apply(more[len(events):])
+	if err == nil || !strings.Contains(err.Error(), "LookUpRecordsIn") || p.Applied() != before {
+		t.Fatalf("Apply without the log = %v, applied %s (was %s); want an error naming LookUpRecordsIn, nothing applied", err, p.Applied(), before)
 	}
 }

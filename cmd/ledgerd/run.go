@@ -97,6 +97,7 @@ func run(ctx context.Context, cfg config, out, logw io.Writer) error {
 	if store.Vouches(st) {
 		positions.TrustContent() // the embedded store; EventStoreDB's records are checked
 	}
+	positions.LookUpRecordsIn(st) // corrections of records it no longer holds read them from the log
 	// Runs after the runner has stopped (below).
 	defer func() {
 		if err := positions.Close(); err != nil {
