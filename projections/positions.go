@@ -122,6 +122,7 @@ type Positions struct {
 	progress *Progress
 	cur      *pairCache   // used by Apply only
 	recs     *recordCache // used by Apply only
+	rows     *rowSet      // used by Apply only
 
 	// bulk is set while the model is a bulk build (see openModel); guarded by mu.
 	bulk bool
@@ -192,6 +193,7 @@ func newPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) {
 		progress: NewProgress(PositionsName, m.applied),
 		cur:      newPairCache(m.applied.IsZero()),
 		recs:     newRecordCache(),
+		rows:     newRowSet(m.applied.IsZero()),
 		watchers: make(map[*watcher]struct{}),
 	}, nil
 }
@@ -529,7 +531,7 @@ func (p *Positions) Apply(records []store.Record) error {
 	// A model that starts empty with the log at hand is marked, in its first
 	// batch, as keeping rows of corrected records only.
 	markByLog := p.events != nil && !p.byLog && p.Applied().IsZero()
-	a := applier{db: p.db, log: p.log, cur: p.cur, recs: p.recs, bulk: p.bulk, trusted: p.trusted}
+	a := applier{db: p.db, log: p.log, cur: p.cur, recs: p.recs, rows: p.rows, bulk: p.bulk, trusted: p.trusted}
 	if p.byLog || markByLog {
 		a.events = p.events
 	}
@@ -669,6 +671,7 @@ type applier struct {
 	changed map[contribKey]struct{} // pairs whose current stance may have changed; nil when nobody watches
 	cur     *pairCache
 	recs    *recordCache
+	rows    *rowSet
 	// Buffers for keys and values handed to the batch, which copies them.
 	buf, key, ckey, cval []byte
 }
@@ -834,6 +837,53 @@ func (c *recordCache) reset() {
 	c.young, c.old, c.youngRows = make(map[string]*recEntry), make(map[string]*recEntry), 0
 }
 
+// rowSet remembers the records the view has written a row of by correcting them,
+// while it knows them all (complete: it started with an empty model and has not
+// overflowed), so that a correction of a record the record cache no longer holds
+// goes straight to the log when the model keeps rows of corrected records only,
+// instead of first looking for a row that is not there (in a bulk build, a lookup
+// of an absent key reads every table's filter: ~0.5 ms). Holding more than it
+// knows (a batch that failed) is harmless: the row is then looked for. Only the
+// applying goroutine uses it.
+type rowSet struct {
+	ids      map[string]struct{}
+	complete bool
+}
+
+// maxRowSet bounds the ids a rowSet holds; past it the set stops knowing.
+const maxRowSet = 1 << 18
+
+func newRowSet(empty bool) *rowSet {
+	return &rowSet{ids: make(map[string]struct{}), complete: empty}
+}
+
+// may says whether the model may hold a row of the record id.
+func (s *rowSet) may(id string) bool {
+	if !s.complete {
+		return true
+	}
+	_, ok := s.ids[id]
+	return ok
+}
+
+// add notes that a row of the record id is written.
+func (s *rowSet) add(id string) {
+	if !s.complete {
+		return
+	}
+	if len(s.ids) >= maxRowSet {
+		s.reset()
+		return
+	}
+	s.ids[id] = struct{}{}
+}
+
+// reset forgets every id; the set no longer knows.
+func (s *rowSet) reset() {
+	clear(s.ids)
+	s.complete = false
+}
+
 // decoding is the decoding of a batch of records, on up to GOMAXPROCS goroutines, in
 // chunks taken in log order, so folding the first records (one goroutine, in order)
 // overlaps decoding the later ones: decoding is much of the cost of applying a
@@ -967,6 +1017,7 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 		fix.effect |= EffectWithdraw
 	}
 	ri.fixes = append(slices.Clip(ri.fixes), fix)
+	a.rows.add(c.CorrectsEventID)
 	if fix.effect == 0 {
 		a.recs.put(c.CorrectsEventID, &recEntry{info: ri, rows: target.rows})
 		return a.b.Set(rk, ri.append(nil), nil)
@@ -1045,6 +1096,9 @@ func (a *applier) correct(pos ledger.Position, ev *ledger.Event, c *ledger.Recor
 func (a *applier) record(id string, pos ledger.Position) (*recEntry, error) {
 	if e := a.recs.get(id); e != nil {
 		return e, nil
+	}
+	if a.events != nil && !a.rows.may(id) {
+		return a.lookUp(id, pos) // no row: never corrected
 	}
 	v, closer, err := a.r.Get(recordKey(id))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -1541,6 +1595,7 @@ func (p *Positions) SwitchTo(build Projection) error {
 	p.db, p.bulk, p.byLog = m.db, m.bulk, m.byLog
 	p.cur.reset()
 	p.recs.reset()
+	p.rows.reset()
 	p.progress.Advance(m.applied)
 	p.removeLater(retired)
 	return nil
