@@ -904,11 +904,17 @@ type decoding struct {
 
 const decodeChunk = 32
 
-func decodeAsync(records []store.Record, trusted bool) *decoding {
-	decode := ledger.Decode
+// decoder returns ledger.DecodeTrusted for records whose store vouches for their
+// hashes (trusted), else ledger.Decode, which recomputes each.
+func decoder(trusted bool) func(eventType string, data, metadata []byte) (*ledger.Event, *ledger.Metadata, error) {
 	if trusted {
-		decode = ledger.DecodeTrusted
+		return ledger.DecodeTrusted
 	}
+	return ledger.Decode
+}
+
+func decodeAsync(records []store.Record, trusted bool) *decoding {
+	decode := decoder(trusted)
 	chunks := (len(records) + decodeChunk - 1) / decodeChunk
 	d := &decoding{
 		events: make([]*ledger.Event, len(records)),
@@ -1164,11 +1170,7 @@ func (a *applier) lookUp(id string, pos ledger.Position) (*recEntry, error) {
 	case !rec.Position.Less(pos):
 		return nil, nil // recorded after the correction
 	}
-	decode := ledger.Decode
-	if a.trusted {
-		decode = ledger.DecodeTrusted
-	}
-	ev, _, err := decode(rec.Type, rec.Data, rec.Metadata)
+	ev, _, err := decoder(a.trusted)(rec.Type, rec.Data, rec.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("record %q at %s, from the log: %w", id, rec.Position, err)
 	}
