@@ -312,7 +312,7 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 		// Settling reads every L0 table once, in order: 16 KiB blocks under one
 		// index block cost a quarter of the block reads of Pebble's 4 KiB (and
 		// two-level indexes). Each of the settling's iterators holds a block of
-		// every table (~500 on a million records, 8 MiB). The build's own point
+		// every L0 table (16 KiB each). The build's own point
 		// reads are few (record rows are looked for only when they exist: rowSet).
 		opts.Levels[0].BlockSize = 16 << 10
 		opts.Levels[0].IndexBlockSize = 256 << 10
@@ -527,14 +527,14 @@ func (p *Positions) Apply(records []store.Record) error {
 	if p.db == nil {
 		return ledger.ErrClosed
 	}
+	if p.byLog && p.events == nil {
+		return errors.New("positions view: the model keeps rows of corrected records only, and applying to it needs the log to look the others up (LookUpRecordsIn)")
+	}
 	p.settled = false
 	if p.cur.full() {
 		p.cur.reset()
 	}
 	p.recs.age()
-	if p.byLog && p.events == nil {
-		return errors.New("positions view: the model keeps rows of corrected records only, and applying to it needs the log to look the others up (LookUpRecordsIn)")
-	}
 	// A model that starts empty with the log at hand is marked, in its first
 	// batch, as keeping rows of corrected records only.
 	markByLog := p.events != nil && !p.byLog && p.Applied().IsZero()

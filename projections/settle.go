@@ -66,8 +66,8 @@ func (p *Positions) settleBulk() error {
 	opts.EnsureDefaults()
 	wopts := opts.MakeWriterOptions(len(opts.Levels)-1, db.TableFormat())
 
-	// The workers take the ranges in turn, largest first (settleRanges). The ranges
-	// are disjoint: every table lands in the bottom level.
+	// The workers take the ranges in turn, the versions first (settleRanges). The
+	// ranges are disjoint: every table lands in the bottom level.
 	paths := make([][]string, len(ranges))
 	errs := make([]error, len(ranges))
 	var next atomic.Int64
@@ -126,9 +126,9 @@ type settleRange struct {
 }
 
 // settleRanges cuts the key space of the model into ranges for settleBulk, from
-// the pair index: the records, then the versions in about n ranges of as many
-// pairs each, then the rest (metadata, the pair and topic indexes), the largest
-// first. Together they hold every key of the build once, but for current keys,
+// the pair index: the versions in about n ranges of as many pairs each (most of a
+// build), then the records, then the rest (metadata, the pair and topic indexes).
+// Together they hold every key of the build once, but for current keys,
 // which a bulk build does not write (applier): their range is left out, and
 // settling derives them from the versions (writeVersions).
 func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
@@ -143,8 +143,8 @@ func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, err
 	}
-	ranges := []settleRange{{lower: []byte{prefixRecord}, upper: []byte{prefixRecord + 1}}}
 	// The versions from 'v' on, cut at pairs.
+	var ranges []settleRange
 	vr := settleRange{lower: []byte{prefixVersion}, versions: true}
 	for i := 1; i < n; i++ {
 		k := pairs[len(pairs)*i/n:]
@@ -162,6 +162,7 @@ func settleRanges(db *pebble.DB, n int) ([]settleRange, error) {
 		}
 	}
 	return append(ranges, vr,
+		settleRange{lower: []byte{prefixRecord}, upper: []byte{prefixRecord + 1}},
 		settleRange{upper: []byte{prefixCurrent}},
 		settleRange{lower: []byte{prefixCurrent + 1}, upper: []byte{prefixRecord}},
 		settleRange{lower: []byte{prefixRecord + 1}, upper: []byte{prefixVersion}},
