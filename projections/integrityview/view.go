@@ -14,13 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	ledger "github.com/stanceledger/ledger"
 	"github.com/stanceledger/ledger/integrity"
@@ -69,6 +69,11 @@ type View struct {
 // with signer, whose name is the log's origin. A read model whose checkpoints were
 // signed for another origin is refused: changing the origin needs a new directory.
 func Open(dir string, signer *integrity.Signer, log *slog.Logger, opts *Options) (*View, error) {
+	return openFS(vfs.Default, dir, signer, log, opts)
+}
+
+// openFS is Open on any file system (tests crash an in-memory one).
+func openFS(fs vfs.FS, dir string, signer *integrity.Signer, log *slog.Logger, opts *Options) (*View, error) {
 	if signer == nil {
 		return nil, errors.New("integrity view: no signer")
 	}
@@ -85,7 +90,7 @@ func Open(dir string, signer *integrity.Signer, log *slog.Logger, opts *Options)
 	if v.opts.Interval <= 0 {
 		v.opts.Interval = 10 * time.Second
 	}
-	db, err := openModel(dir, log)
+	db, err := openModel(fs, dir, log)
 	if err != nil {
 		return nil, err
 	}
@@ -120,12 +125,12 @@ const (
 	prefixCheckpoint = 'c' // c size(8) → signed note
 )
 
-func openModel(dir string, log *slog.Logger) (*pebble.DB, error) {
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+func openModel(fs vfs.FS, dir string, log *slog.Logger) (*pebble.DB, error) {
+	if err := fs.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, err
 	}
 	// Proofs read nodes all over the tree; the upper levels are hot.
-	db, err := pebble.Open(dir, &pebble.Options{Logger: projections.PebbleLogger{Log: log}, CacheSize: 32 << 20})
+	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: projections.PebbleLogger{Log: log}, CacheSize: 32 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open integrity view %s: %w", dir, err)
 	}
@@ -144,10 +149,10 @@ func openModel(dir string, log *slog.Logger) (*pebble.DB, error) {
 		log.Warn("integrity view has another schema version; rebuilding it from the log",
 			"dir", dir, "found", string(schema), "want", Schema)
 		db.Close()
-		if err := os.RemoveAll(dir); err != nil {
+		if err := fs.RemoveAll(dir); err != nil {
 			return nil, err
 		}
-		return openModel(dir, log)
+		return openModel(fs, dir, log)
 	}
 	return db, nil
 }
@@ -204,8 +209,8 @@ func (v *View) Origin() string { return v.signer.Origin() }
 // Apply appends records, which come in log order right after the checkpoint, as the
 // next leaves; stores the nodes they complete, their event_id and position indexes, a
 // signed checkpoint each time Every records have been applied since the last one, and
-// the new applied position, in one atomic commit (not synced: see the comment in the
-// body). On error nothing of the batch
+// the new applied position, in one atomic commit (synced only when it holds a
+// checkpoint: see the comment in the body). On error nothing of the batch
 // is applied. A record at or before the applied position is an error.
 func (v *View) Apply(records []store.Record) error {
 	if len(records) == 0 {
@@ -286,8 +291,16 @@ func (v *View) Apply(records []store.Record) error {
 	// No sync, as in the positions view: the log is durable and the view is a
 	// deterministic function of it, so a crash that forgets a suffix of batches only
 	// makes the runner apply them again, to the same nodes and, since ed25519 is
-	// deterministic, the same checkpoint notes.
-	if err := b.Commit(pebble.NoSync); err != nil {
+	// deterministic, the same checkpoint notes. But a batch that holds a checkpoint
+	// is synced before the checkpoint is served: one served and then forgotten would
+	// leave the restarted view serving an older latest checkpoint until it has applied
+	// the batch again, and an auditor that saw the newer one would see the log roll
+	// back (ledgerctl audit refuses it; e2e's TestCheckpointsSurviveKill9 met it).
+	sync := pebble.NoSync
+	if latest != nil {
+		sync = pebble.Sync
+	}
+	if err := b.Commit(sync); err != nil {
 		return fmt.Errorf("integrity view: commit: %w", err)
 	}
 	v.mu.Lock()
