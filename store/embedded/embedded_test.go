@@ -124,6 +124,31 @@ func TestDensePositions(t *testing.T) {
 	}
 }
 
+// TestRecordsOwnTheirBytes: records read together share allocations (slabSize),
+// but each record's Data and Metadata are its own: appending to one, or writing
+// into it, changes no other record.
+func TestRecordsOwnTheirBytes(t *testing.T) {
+	s := open(t, t.TempDir(), nil)
+	for i := range 20 {
+		if _, err := s.Append(t.Context(), "party-a", ledger.AnyRevision, []store.Proposed{rec(fmt.Sprint(i), fmt.Sprint("body-", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := readAll(t, s)
+	got := readAll(t, s)
+	for i := range got {
+		got[i].Data = append(got[i].Data, "!!!!"...)
+		got[i].Metadata = append(got[i].Metadata, "!!!!"...)
+		got[i].Data[0], got[i].Metadata[0] = '#', '#'
+	}
+	for i := range got {
+		d, m := got[i].Data, got[i].Metadata
+		if string(d[1:len(d)-4]) != string(want[i].Data[1:]) || string(m[1:len(m)-4]) != string(want[i].Metadata[1:]) {
+			t.Errorf("record %d: %q / %q after writing to every record; want %q / %q with the writes", i, d, m, want[i].Data, want[i].Metadata)
+		}
+	}
+}
+
 // TestGroupCommit: many concurrent appenders share syncs; with groups of one, each
 // append pays its own.
 func TestGroupCommit(t *testing.T) {

@@ -113,7 +113,7 @@ func TestRecordEncoding(t *testing.T) {
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
-		got := rv.record(42, nil)
+		got := rv.record(42, nil, nil)
 		want.Position = ledger.Position{Commit: 42, Prepare: 42}
 		if got.Stream != want.Stream || got.Revision != want.Revision || got.EventID != want.EventID || got.Type != want.Type ||
 			got.ContentHash != want.ContentHash || string(got.Data) != string(want.Data) || string(got.Metadata) != string(want.Metadata) || got.Position != want.Position {

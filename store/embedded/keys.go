@@ -164,12 +164,23 @@ func decodeRecordView(v []byte) (recordView, error) {
 	return rv, nil
 }
 
-// record copies the view into a Record at pos. Data and Metadata get their own
-// memory (one allocation), since the view aliases Pebble's buffers. Stream and Type
-// reuse prev's strings when equal (prev may be nil): a run of records of one stream
-// then costs no string allocations for them.
-func (rv *recordView) record(pos uint64, prev *store.Record) store.Record {
-	buf := make([]byte, len(rv.metadata)+len(rv.data))
+// record copies the view into a Record at pos. Data and Metadata get memory of
+// their own, since the view aliases Pebble's buffers: cut from *slab when slab is
+// not nil (a new slab of slabSize is allocated when it has too little left), else
+// one allocation. Stream and Type reuse prev's strings when equal (prev may be
+// nil): a run of records of one stream then costs no string allocations for them.
+func (rv *recordView) record(pos uint64, prev *store.Record, slab *[]byte) store.Record {
+	n := len(rv.metadata) + len(rv.data)
+	var buf []byte
+	switch {
+	case slab == nil || n > slabSize/4:
+		buf = make([]byte, n)
+	default:
+		if len(*slab) < n {
+			*slab = make([]byte, slabSize)
+		}
+		buf, *slab = (*slab)[:n:n], (*slab)[n:]
+	}
 	copy(buf, rv.metadata)
 	copy(buf[len(rv.metadata):], rv.data)
 	r := store.Record{

@@ -320,6 +320,12 @@ func (s *Store) readRange(ctx context.Context, pos, end uint64, f *store.Filter,
 
 var partyPrefix = []byte(ledger.StreamPrefix)
 
+// slabSize is the size of the allocations the records of one read (readLog) share
+// for their Data and Metadata: one per record cost the rebuild of the positions view
+// a malloc (and its share of garbage collection) per record. A record larger than a
+// quarter of it gets its own. Whoever keeps one record's bytes keeps its slab.
+const slabSize = 64 << 10
+
 // readLog appends to dst the ledger records in positions [from, to] that pass f, at
 // most chunkRecords of them after examining at most chunkScan entries, and returns the
 // position to continue from.
@@ -331,6 +337,7 @@ func (s *Store) readLog(dst []store.Record, from, to uint64, f *store.Filter) ([
 			return fmt.Errorf("embedded: read log: %w", err)
 		}
 		defer it.Close()
+		var slab []byte // see slabSize
 		scanned := 0
 		for valid := it.First(); valid && scanned < chunkScan && len(dst) < chunkRecords; valid = it.Next() {
 			scanned++
@@ -352,7 +359,7 @@ func (s *Store) readLog(dst []store.Record, from, to uint64, f *store.Filter) ([
 				if len(dst) > 0 {
 					prev = &dst[len(dst)-1]
 				}
-				dst = append(dst, rv.record(pos, prev))
+				dst = append(dst, rv.record(pos, prev, &slab))
 			}
 		}
 		if err := it.Error(); err != nil {

@@ -381,5 +381,5 @@ func getRecord(db *pebble.DB, pos uint64) (store.Record, error) {
 	if err != nil {
 		return store.Record{}, fmt.Errorf("at position %d: %w", pos, err)
 	}
-	return rv.record(pos, nil), nil
+	return rv.record(pos, nil, nil), nil
 }
