@@ -299,6 +299,7 @@ func modelOptions(fs vfs.FS, cache *pebble.Cache, log *slog.Logger, bulk bool, f
 		// batch (sorted once, not inserted key by key): with 4 MiB, the Runner's
 		// catch-up batches of 4096 records are, and little else goes through it.
 		opts.MemTableSize = 4 << 20
+		opts.FS = noSyncFS{fs} // nothing of a build outlives a crash (openModel)
 		opts.DisableWAL = true
 		opts.DisableAutomaticCompactions = true
 		// L0 grows until Apply compacts it (bulkCompactEvery); it must not stall writes.

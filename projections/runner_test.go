@@ -471,6 +471,86 @@ func TestSchemaChangeRebuildsFromScratch(t *testing.T) {
 	}
 }
 
+// A bulk build syncs none of its files, since a crash discards it whatever they
+// hold (TestBulkBuild); the model it settles into is synced before it is swapped in.
+func TestBulkBuildSyncsOnlyWhatItSettles(t *testing.T) {
+	fs := &syncCounter{FS: vfs.NewMem(), syncs: map[string]int{}}
+	const dir = "/data/views/positions"
+	p, err := openPositions(fs, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	recs := records(t, randomLog(rand.New(rand.NewPCG(7, 8)), 200))
+	for i := 0; i < len(recs); i += 50 {
+		if err := p.Apply(recs[i : i+50]); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := fs.count(dir + "/"); n != 0 {
+		t.Errorf("the bulk build synced its files %d times; want none", n)
+	}
+	if err := p.CaughtUp(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fs.count(dir + settledSuffix + tablesSuffix + "/"); n == 0 {
+		t.Error("the settled tables were not synced")
+	}
+	if n := fs.count(dir + "/"); n == 0 {
+		t.Error("the model, reopened after settling, syncs nothing")
+	}
+}
+
+// syncCounter counts the syncs of the files created on it, by path.
+type syncCounter struct {
+	vfs.FS
+	mu    sync.Mutex
+	syncs map[string]int
+}
+
+func (fs *syncCounter) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, category)
+	if err != nil {
+		return nil, err
+	}
+	return &countedFile{File: f, fs: fs, name: name}, nil
+}
+
+// count returns the syncs of files whose path starts with prefix.
+func (fs *syncCounter) count(prefix string) int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	n := 0
+	for name, k := range fs.syncs {
+		if strings.HasPrefix(name, prefix) {
+			n += k
+		}
+	}
+	return n
+}
+
+type countedFile struct {
+	vfs.File
+	fs   *syncCounter
+	name string
+}
+
+func (f *countedFile) counted() {
+	f.fs.mu.Lock()
+	f.fs.syncs[f.name]++
+	f.fs.mu.Unlock()
+}
+
+func (f *countedFile) Sync() error     { f.counted(); return f.File.Sync() }
+func (f *countedFile) SyncData() error { f.counted(); return f.File.SyncData() }
+func (f *countedFile) SyncTo(n int64) (bool, error) {
+	f.counted()
+	return f.File.SyncTo(n)
+}
+
 // A model filled from position 0 is a bulk build (no WAL, no automatic compactions)
 // until it has caught up: a crash before then discards it (its marker says so), and
 // after CaughtUp it is an ordinary model that survives a crash (kill -9: the

@@ -1,0 +1,28 @@
+package projections
+
+import "github.com/cockroachdb/pebble/v2/vfs"
+
+// noSyncFS is the file system of a bulk build (modelOptions): files it creates
+// never sync. A bulk build needs none of its files to survive a crash, since its
+// marker has a build found after one discarded and started again (openModel);
+// what it becomes is written out, synced, by settleBulk. Syncing each flushed
+// table would write the build (several times the settled model) to the disk
+// while the fold waits for a core the sync holds; unsynced, most of it is removed
+// from the page cache before it is ever written.
+type noSyncFS struct{ vfs.FS }
+
+// Create creates the file as fs.FS does, without syncs.
+func (fs noSyncFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, category)
+	if err != nil {
+		return nil, err
+	}
+	return noSyncFile{f}, nil
+}
+
+// noSyncFile is a file whose syncs do nothing.
+type noSyncFile struct{ vfs.File }
+
+func (noSyncFile) Sync() error                             { return nil }
+func (noSyncFile) SyncData() error                         { return nil }
+func (noSyncFile) SyncTo(int64) (fullSync bool, err error) { return false, nil }
