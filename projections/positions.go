@@ -123,6 +123,10 @@ type Positions struct {
 	cur      *pairCache   // used by Apply only
 	recs     *recordCache // used by Apply only
 	rows     *rowSet      // used by Apply only
+	// batchRate is how many bytes the last plain batch Apply committed wrote per
+	// byte of the records it held (about 0.66 on the synthetic mix): Apply sizes its
+	// batches by it. Used by Apply only.
+	batchRate float64
 
 	// bulk is set while the model is a bulk build (see openModel); guarded by mu.
 	bulk bool
@@ -190,11 +194,12 @@ func newPositions(fs vfs.FS, dir string, log *slog.Logger) (*Positions, error) {
 	}
 	return &Positions{
 		dir: dir, fs: fs, log: log, db: m.db, bulk: m.bulk, byLog: m.byLog, flushed: flushed,
-		progress: NewProgress(PositionsName, m.applied),
-		cur:      newPairCache(m.applied.IsZero()),
-		recs:     newRecordCache(),
-		rows:     newRowSet(m.applied.IsZero()),
-		watchers: make(map[*watcher]struct{}),
+		progress:  NewProgress(PositionsName, m.applied),
+		cur:       newPairCache(m.applied.IsZero()),
+		recs:      newRecordCache(),
+		rows:      newRowSet(m.applied.IsZero()),
+		batchRate: 1.5, // until a batch is measured
+		watchers:  make(map[*watcher]struct{}),
 	}, nil
 }
 
@@ -572,20 +577,30 @@ func (p *Positions) Apply(records []store.Record) error {
 	// records before it are committed first (with their checkpoint) and it is
 	// applied in an indexed batch of its own.
 	//
-	// A batch grows by doubling; one of about the size it will reach (the records'
-	// bytes and half as much again, measured on the synthetic mix) is allocated once.
+	// A batch grows by doubling; one of about the size it will reach is allocated
+	// once: the bytes of the records it will hold at the rate the last batch was
+	// written at (batchRate), with a tenth to spare.
 	var left int // bytes of the records not yet applied
 	for _, r := range records {
 		left += len(r.Data) + len(r.Metadata)
 	}
-	newBatch := func() *pebble.Batch { return p.db.NewBatchWithSize(left + left/2) }
-	a.b, a.r, a.plain = newBatch(), p.db, true
-	defer func() { a.b.Close() }()
-	if markByLog {
-		if err := a.b.Set(keyRecordsByLog, nil, nil); err != nil {
-			return err
+	var started int // left when a.b was started
+	// next closes a.b, committed or empty, and starts the next batch: plain (for
+	// the records left), or indexed (for one correction).
+	next := func(plain bool) {
+		if a.b != nil {
+			a.b.Close()
 		}
+		if !plain {
+			ib := p.db.NewIndexedBatch()
+			a.b, a.r, a.plain = ib, ib, false
+			return
+		}
+		started = left
+		a.b, a.r, a.plain = p.db.NewBatchWithSize(int(float64(left)*p.batchRate*1.1)), p.db, true
 	}
+	next(true)
+	defer func() { a.b.Close() }()
 	var pending ledger.Position       // last record in a.b
 	var committedUpTo ledger.Position // last record committed
 	defer func() {
@@ -593,23 +608,36 @@ func (p *Positions) Apply(records []store.Record) error {
 			p.progress.Advance(committedUpTo) // a prefix was applied before the error
 		}
 	}()
-	flush := func() error {
+	// flush commits a.b when it holds records, with the checkpoint (and, the first
+	// time, the mark of a model that keeps rows of corrected records only), and goes
+	// on in a batch of the kind asked for (see next).
+	flush := func(plain bool) error {
 		if pending.IsZero() {
+			if plain != a.plain {
+				next(plain) // a.b is empty
+			}
 			return nil
+		}
+		if markByLog {
+			if err := a.b.Set(keyRecordsByLog, nil, nil); err != nil {
+				return err
+			}
 		}
 		if err := a.b.Set(keyApplied, putPos(nil, pending), nil); err != nil {
 			return err
+		}
+		if n := started - left; a.plain && n >= 1<<16 {
+			p.batchRate = float64(a.b.Len()) / float64(n)
 		}
 		if err := a.b.Commit(pebble.NoSync); err != nil {
 			return fmt.Errorf("commit positions batch: %w", err)
 		}
 		if markByLog {
-			p.byLog, markByLog = true, false // the first batch held the mark
+			p.byLog, markByLog = true, false
 		}
 		committedUpTo = pending
 		pending = ledger.Position{}
-		a.b.Close()
-		a.b, a.r, a.plain = newBatch(), p.db, true
+		next(plain)
 		return nil
 	}
 	for i := range records {
@@ -630,12 +658,9 @@ func (p *Positions) Apply(records []store.Record) error {
 		err = a.correct(pos, ev, c)
 		indexed := errors.Is(err, errNeedsIndex) // nothing of it was written
 		if indexed {
-			if err := flush(); err != nil {
+			if err := flush(false); err != nil {
 				return err
 			}
-			ib := p.db.NewIndexedBatch()
-			a.b.Close()
-			a.b, a.r, a.plain = ib, ib, false
 			err = a.correct(pos, ev, c)
 		}
 		if err != nil {
@@ -643,12 +668,12 @@ func (p *Positions) Apply(records []store.Record) error {
 		}
 		pending = pos
 		if indexed {
-			if err := flush(); err != nil { // back to a plain batch
+			if err := flush(true); err != nil { // back to a plain batch
 				return err
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	if err := flush(true); err != nil {
 		return err
 	}
 	committed = true
