@@ -2,9 +2,10 @@ package projections
 
 import "github.com/cockroachdb/pebble/v2/vfs"
 
-// noSyncFS is the file system of a bulk build (modelOptions): files it creates
-// never sync. A bulk build needs none of its files to survive a crash, since its
-// marker has a build found after one discarded and started again (openModel);
+// noSyncFS is the file system of a bulk build (modelOptions): the files it
+// creates and the directories it opens never sync. A bulk build needs none of
+// its files to survive a crash, since its marker has a build found after one
+// discarded and started again (openModel);
 // what it becomes is written out, synced, by settleBulk. Syncing each flushed
 // table would write the build (several times the settled model) to the disk
 // while the fold waits for a core the sync holds; unsynced, most of it is removed
@@ -14,6 +15,15 @@ type noSyncFS struct{ vfs.FS }
 // Create creates the file as fs.FS does, without syncs.
 func (fs noSyncFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)
+	if err != nil {
+		return nil, err
+	}
+	return noSyncFile{f}, nil
+}
+
+// OpenDir opens the directory as fs.FS does, without syncs.
+func (fs noSyncFS) OpenDir(name string) (vfs.File, error) {
+	f, err := fs.FS.OpenDir(name)
 	if err != nil {
 		return nil, err
 	}
