@@ -1,5 +1,7 @@
 package ledger
 
+import "slices"
+
 // Contribution is one stance that a record contributes to one party at the record's
 // valid time (DESIGN.md §1, "How the position view folds records", rule 1).
 type Contribution struct {
@@ -16,40 +18,66 @@ type Contribution struct {
 //
 // A party listed twice (for instance as speaker and co-signer) contributes once.
 func Contributions(e *Event) []Contribution {
+	return AppendContributions(nil, e)
+}
+
+// AppendContributions appends Contributions(e) to dst and returns the extended
+// slice: a caller that folds many records can reuse one slice for all of them.
+func AppendContributions(dst []Contribution, e *Event) []Contribution {
 	switch b := e.Body.(type) {
 	case *ReportPublished:
-		return Attribute(e, b.Findings)
+		return appendAttributed(dst, e, b.Findings)
 	case *StatementIssued:
-		return Attribute(e, b.Stances)
+		return appendAttributed(dst, e, b.Stances)
 	case *MandateVetoed:
-		out := make([]Contribution, 0, len(b.Votes))
-		seen := make(map[string]bool, len(b.Votes))
+		from := len(dst)
+		var seen map[string]bool // for many votes; a scan of few costs less
+		if len(b.Votes) > 32 {
+			seen = make(map[string]bool, len(b.Votes))
+		}
 		for _, v := range b.Votes {
-			if seen[v.Party] {
+			if seen != nil && seen[v.Party] || seen == nil && votedBefore(dst[from:], v.Party) {
 				continue
 			}
-			seen[v.Party] = true
-			out = append(out, Contribution{Party: v.Party, Stance: Stance{
+			if seen != nil {
+				seen[v.Party] = true
+			}
+			dst = append(dst, Contribution{Party: v.Party, Stance: Stance{
 				Topic: b.Mandate, Alignment: v.Vote.Alignment(), Act: ActVote,
 			}})
 		}
-		return out
+		return dst
 	}
-	return nil
+	return dst
+}
+
+// votedBefore says whether party has a contribution in votes (a veto's so far).
+func votedBefore(votes []Contribution, party string) bool {
+	for _, c := range votes {
+		if c.Party == party {
+			return true
+		}
+	}
+	return false
 }
 
 // Attribute returns stances as contributions of the parties e speaks for: e.Party and,
 // for a statement, every co-signer. It gives replacement stances of a correction
 // (RecordCorrected.ReplacementStances) to the parties of the corrected record e.
 func Attribute(e *Event, stances []Stance) []Contribution {
+	return appendAttributed(nil, e, stances)
+}
+
+// appendAttributed appends Attribute(e, stances) to dst.
+func appendAttributed(dst []Contribution, e *Event, stances []Stance) []Contribution {
 	parties := Speakers(e)
-	out := make([]Contribution, 0, len(parties)*len(stances))
+	dst = slices.Grow(dst, len(parties)*len(stances))
 	for _, p := range parties {
 		for _, s := range stances {
-			out = append(out, Contribution{Party: p, Stance: s})
+			dst = append(dst, Contribution{Party: p, Stance: s})
 		}
 	}
-	return out
+	return dst
 }
 
 // Speakers returns the parties e speaks for, each once, in order: e.Party and, for a

@@ -1,7 +1,9 @@
 package ledger_test
 
 import (
+	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	ledger "github.com/stanceledger/ledger"
@@ -48,6 +50,36 @@ func TestContributions(t *testing.T) {
 			},
 		},
 		{
+			name: "a voter listed twice contributes its first vote, once",
+			e: veto(func(m *ledger.MandateVetoed) {
+				m.Votes = append(m.Votes, ledger.MemberVote{Party: "russia", Vote: ledger.VoteYes})
+			}),
+			want: []ledger.Contribution{
+				{Party: "usa", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentSupports, Act: ledger.ActVote}},
+				{Party: "russia", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentOpposes, Act: ledger.ActVote}},
+				{Party: "china", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentAbstains, Act: ledger.ActVote}},
+				{Party: "japan", Stance: ledger.Stance{Topic: "poe-mandate-renewal-2024", Alignment: ledger.AlignmentSupports, Act: ledger.ActVote}},
+			},
+		},
+		{
+			name: "so in a long vote",
+			e: veto(func(m *ledger.MandateVetoed) {
+				m.Votes = nil
+				for i := range 40 {
+					m.Votes = append(m.Votes, ledger.MemberVote{Party: fmt.Sprint("member-", i%39), Vote: ledger.Vote(1 + i%3)})
+				}
+			}),
+			want: func() []ledger.Contribution {
+				var out []ledger.Contribution
+				for i := range 39 {
+					out = append(out, ledger.Contribution{Party: fmt.Sprint("member-", i), Stance: ledger.Stance{
+						Topic: "poe-mandate-renewal-2024", Alignment: ledger.Vote(1 + i%3).Alignment(), Act: ledger.ActVote,
+					}})
+				}
+				return out
+			}(),
+		},
+		{
 			name: "a correction contributes nothing itself",
 			e:    correction("c1", "s1", func(c *ledger.RecordCorrected) { c.ReplacementStances = []ledger.Stance{oppose} }),
 		},
@@ -62,6 +94,20 @@ func TestContributions(t *testing.T) {
 				t.Errorf("Contributions =\n%+v\nwant\n%+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestAppendContributions: the contributions are appended after what dst holds,
+// which changes nothing of them (a veto's voters are its own, even when dst has
+// another veto's).
+func TestAppendContributions(t *testing.T) {
+	for _, e := range []*ledger.Event{veto(), statement("s1", func(s *ledger.StatementIssued) { s.CoSigners = []string{"russia"} })} {
+		before := ledger.Contributions(veto())
+		got := ledger.AppendContributions(slices.Clip(before), e)
+		want := append(slices.Clone(before), ledger.Contributions(e)...)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("AppendContributions =\n%+v\nwant\n%+v", got, want)
+		}
 	}
 }
 

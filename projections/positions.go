@@ -707,6 +707,7 @@ type applier struct {
 	rows    *rowSet
 	// Buffers for keys and values handed to the batch, which copies them.
 	buf, key, ckey, cval []byte
+	contribs             []ledger.Contribution // newEntry's, reused
 }
 
 // errNeedsIndex says a correction must be applied in an indexed batch (see Apply).
@@ -975,8 +976,9 @@ func (d *decoding) get(i int) (*ledger.Event, error) {
 
 // newEntry is a stance-bearing record at pos as the view holds it before any
 // correction: its contributions, current from pos at its valid time.
-func newEntry(pos ledger.Position, ev *ledger.Event) *recEntry {
-	contribs := ledger.Contributions(ev)
+func (a *applier) newEntry(pos ledger.Position, ev *ledger.Event) *recEntry {
+	a.contribs = ledger.AppendContributions(a.contribs[:0], ev)
+	contribs := a.contribs
 	ri := recordInfo{
 		pos: pos, party: ev.Party, parties: ledger.Speakers(ev),
 		occ: ev.OccurredAt.UTC(), from: pos,
@@ -998,7 +1000,7 @@ func newEntry(pos ledger.Position, ev *ledger.Event) *recEntry {
 // it in the log).
 func (a *applier) add(pos ledger.Position, ev *ledger.Event) error {
 	// The log holds each event_id once (store.Proposed), so no lookup is needed.
-	e := newEntry(pos, ev)
+	e := a.newEntry(pos, ev)
 	ri := &e.info
 	for i, ck := range ri.current {
 		if err := a.putVersion(ck.party, ck.topic, suffix{occ: ri.occ, rec: pos, idx: uint32(i), from: pos}, &e.rows[i]); err != nil {
@@ -1203,7 +1205,7 @@ func (a *applier) lookUp(id string, pos ledger.Position) (*recEntry, error) {
 	if _, isFix := ev.Body.(*ledger.RecordCorrected); isFix {
 		return nil, nil
 	}
-	e := newEntry(rec.Position, ev)
+	e := a.newEntry(rec.Position, ev)
 	a.recs.put(id, e)
 	return e, nil
 }
