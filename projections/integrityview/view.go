@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -126,10 +125,9 @@ const (
 )
 
 func openModel(fs vfs.FS, dir string, log *slog.Logger) (*pebble.DB, error) {
-	if err := fs.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return nil, err
-	}
-	// Proofs read nodes all over the tree; the upper levels are hot.
+	// Pebble creates dir and its missing parents, and syncs their entries, so a
+	// power loss cannot take the view (and checkpoints it served) away. Proofs
+	// read nodes all over the tree; the upper levels are hot.
 	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: projections.PebbleLogger{Log: log}, CacheSize: 32 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open integrity view %s: %w", dir, err)

@@ -215,8 +215,9 @@ func TestViewBuildsTheTreeAndPublishes(t *testing.T) {
 // who saw it), though it may have to apply the records after it again.
 func TestCheckpointsOfApplySurviveACrash(t *testing.T) {
 	fs := vfs.NewCrashableMem()
-	// The data directory exists, synced (Pebble syncs the entry of the view's own).
-	if err := fs.MkdirAll("/views", 0o755); err != nil {
+	// The data directory exists, synced, as ledgerd's does once its store is open;
+	// the views directory in it does not yet.
+	if err := fs.MkdirAll("/data", 0o755); err != nil {
 		t.Fatal(err)
 	}
 	root, err := fs.OpenDir("/")
@@ -226,8 +227,9 @@ func TestCheckpointsOfApplySurviveACrash(t *testing.T) {
 	if err := errors.Join(root.Sync(), root.Close()); err != nil {
 		t.Fatal(err)
 	}
+	const dir = "/data/views/integrity"
 	s := testSigner(t)
-	v, err := openFS(fs, "/views/integrity", s, nil, &Options{Every: 10})
+	v, err := openFS(fs, dir, s, nil, &Options{Every: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +245,7 @@ func TestCheckpointsOfApplySurviveACrash(t *testing.T) {
 	}
 
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
-	w, err := openFS(crashed, "/views/integrity", s, nil, &Options{Every: 10})
+	w, err := openFS(crashed, dir, s, nil, &Options{Every: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
