@@ -34,9 +34,12 @@ type Record struct {
 	// Revision is its place in Stream, from 0.
 	Revision uint64
 	// Position is its place in the global log.
-	Position    ledger.Position
-	EventID     string
-	Type        string
+	Position ledger.Position
+	EventID  string
+	Type     string
+	// A record read from a store has Data and Metadata of its own: writing into them
+	// or appending to them changes no other record. (Records read together may share
+	// one allocation, so keeping one record's bytes can keep its neighbours' memory.)
 	Data        []byte
 	Metadata    []byte
 	ContentHash string
