@@ -36,11 +36,14 @@ func AppendContributions(dst []Contribution, e *Event) []Contribution {
 			seen = make(map[string]bool, len(b.Votes))
 		}
 		for _, v := range b.Votes {
-			if seen != nil && seen[v.Party] || seen == nil && votedBefore(dst[from:], v.Party) {
-				continue
-			}
+			var voted bool
 			if seen != nil {
-				seen[v.Party] = true
+				voted, seen[v.Party] = seen[v.Party], true
+			} else {
+				voted = votedBefore(dst[from:], v.Party)
+			}
+			if voted {
+				continue
 			}
 			dst = append(dst, Contribution{Party: v.Party, Stance: Stance{
 				Topic: b.Mandate, Alignment: v.Vote.Alignment(), Act: ActVote,
