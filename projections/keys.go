@@ -155,8 +155,15 @@ type rowValue struct {
 	quote        string
 }
 
+// append encodes v: a byte that says whether the version still counts (0) or
+// was ended (1, then until: posLen bytes), then untilEffect, alignment and act,
+// then the strings. Most versions still count, and their until costs one byte.
 func (v *rowValue) append(b []byte) []byte {
-	b = putPos(b, v.until)
+	if v.until.IsZero() {
+		b = append(b, 0)
+	} else {
+		b = putPos(append(b, 1), v.until)
+	}
 	b = append(b, byte(v.untilEffect), byte(v.alignment), byte(v.act))
 	b = appendString(b, v.untilEventID)
 	b = appendString(b, v.sinceEventID)
@@ -167,14 +174,31 @@ func (v *rowValue) append(b []byte) []byte {
 
 var errCorrupt = errors.New("corrupt read model value")
 
+// rowUntil returns the until position of an encoded rowValue without decoding the
+// rest: zero while the version still counts.
+func rowUntil(b []byte) (ledger.Position, error) {
+	switch {
+	case len(b) > 0 && b[0] == 0:
+		return ledger.Position{}, nil
+	case len(b) > posLen && b[0] == 1:
+		return getPos(b[1:]), nil
+	}
+	return ledger.Position{}, errCorrupt
+}
+
 func parseRow(b []byte) (rowValue, error) {
 	var v rowValue
-	if len(b) < posLen+3 {
-		return v, errCorrupt
+	until, err := rowUntil(b)
+	if err != nil {
+		return v, err
 	}
-	v.until = getPos(b)
-	v.untilEffect, v.alignment, v.act = Effect(b[posLen]), ledger.Alignment(b[posLen+1]), ledger.Act(b[posLen+2])
-	r := reader{b: b[posLen+3:]}
+	v.until = until
+	r := reader{b: b[1:]}
+	if !until.IsZero() {
+		r.take(posLen)
+	}
+	h := r.take(3)
+	v.untilEffect, v.alignment, v.act = Effect(h[0]), ledger.Alignment(h[1]), ledger.Act(h[2])
 	v.untilEventID = r.string()
 	v.sinceEventID = r.string()
 	v.eventID = r.string()

@@ -31,8 +31,9 @@ const PositionsName = "positions"
 
 // PositionsSchema is the version of the positions read model's key layout. A read
 // model written with another version is discarded and rebuilt from the log.
-// (2: a model may keep record rows for corrected records only, keyRecordsByLog.)
-const PositionsSchema = 2
+// (2: a model may keep record rows for corrected records only, keyRecordsByLog;
+// 3: a version that still counts stores its until in one byte, rowValue.append.)
+const PositionsSchema = 3
 
 // PartyPosition is one contribution of one record to one (party, topic): what the
 // record (or a correction of it) says the party's stance is, from its valid time on.
@@ -1381,7 +1382,11 @@ func (a *applier) openVersions(ck contribKey) (st pairState, row []byte, err err
 	defer it.Close()
 	for ok := it.Last(); ok; ok = it.Prev() {
 		st.known = true
-		if !getPos(it.Value()).IsZero() { // closed
+		until, err := rowUntil(it.Value())
+		if err != nil {
+			return pairState{}, nil, err
+		}
+		if !until.IsZero() { // closed
 			continue
 		}
 		if !st.has {

@@ -175,7 +175,11 @@ func asOf(it *pebble.Iterator, party, topic string, t time.Time, at ledger.Posit
 			continue
 		}
 		val := it.Value()
-		if until := getPos(val); !until.IsZero() && !at.Less(until) {
+		until, err := rowUntil(val)
+		if err != nil {
+			return PartyPosition{}, false, err
+		}
+		if !until.IsZero() && !at.Less(until) {
 			continue
 		}
 		pp, _, err := decodeVersion(party, topic, suf, val)

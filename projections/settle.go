@@ -244,10 +244,11 @@ func writeVersions(db *pebble.DB, out, cur *tableOut, r settleRange) (err error)
 		if err := out.set(k, v); err != nil {
 			return err
 		}
-		if len(v) < posLen {
-			return fmt.Errorf("version %q: %w", k, errCorrupt)
+		until, err := rowUntil(v)
+		if err != nil {
+			return fmt.Errorf("version %q: %w", k, err)
 		}
-		if getPos(v).IsZero() { // open: the greatest so far
+		if until.IsZero() { // open: the greatest so far
 			// 'v' party 0 topic 0 suffix → 'c' party 0 topic
 			ckey = append(append(ckey[:0], prefixCurrent), pair[1:len(pair)-1]...)
 			cval = append(append(cval[:0], k[len(k)-suffixLen:]...), v...)
