@@ -172,26 +172,51 @@ func DecodeTrusted(eventType string, data, metadata []byte) (*Event, *Metadata, 
 	return decode(eventType, data, metadata, false)
 }
 
+// DecodeForFold is DecodeTrusted for a reader that folds records into positions
+// (the positions view): it accepts and refuses what DecodeTrusted does, and returns
+// the event without what folding does not read, which it checks but does not keep:
+// Sources, a correction's AddedSources, a statement's StatementID, Speaker, Channel
+// and RespondsTo, a report's ReportID, Title and Accused, and a veto's Body,
+// DraftResolution and VetoedBy. Not keeping them spares most of a record's
+// allocations.
+func DecodeForFold(eventType string, data, metadata []byte) (*Event, error) {
+	e, _, err := decodeAs(eventType, data, metadata, false, true)
+	return e, err
+}
+
 func decode(eventType string, data, metadata []byte, checkContent bool) (*Event, *Metadata, error) {
+	return decodeAs(eventType, data, metadata, checkContent, false)
+}
+
+// decodeAs is decode, lean or not (DecodeForFold; then without checkContent).
+func decodeAs(eventType string, data, metadata []byte, checkContent, lean bool) (*Event, *Metadata, error) {
 	typ, ok := ParseRecordType(eventType)
 	if !ok {
 		return nil, nil, Invalid("type", "unknown record type %q", eventType)
 	}
 	// The fast path reads what Encode writes; whatever it does not read, it leaves to
 	// unmarshalStrict, on a fresh value.
+	fast := unmarshalFast
+	if lean {
+		fast = unmarshalLean
+	}
 	body := newBody(typ)
-	if !unmarshalFast(data, body) {
+	if !fast(data, body) {
 		body = newBody(typ)
 		if err := unmarshalStrict(data, body); err != nil {
 			return nil, nil, Invalid("data", "%v", err)
 		}
 	}
 	md := new(Metadata)
-	if !unmarshalFast(metadata, md) {
+	if !fast(metadata, md) {
 		md = new(Metadata)
 		if err := unmarshalStrict(metadata, md); err != nil {
 			return nil, nil, Invalid("metadata", "%v", err)
 		}
+	}
+	if lean {
+		leaveOut(body)
+		leaveOut(md) // what the strict path read
 	}
 	if md.Schema != SchemaVersion {
 		return nil, nil, Invalid("metadata.schema", "unsupported schema version %d", md.Schema)
@@ -212,6 +237,23 @@ func decode(eventType string, data, metadata []byte, checkContent bool) (*Event,
 		e.ReportedAt = *md.ReportedAt
 	}
 	return e, md, nil
+}
+
+// leaveOut clears what folding does not read (DecodeForFold) from v, a body or
+// *Metadata.
+func leaveOut(v any) {
+	switch v := v.(type) {
+	case *Metadata:
+		v.Sources, v.ContentSHA256, v.RecordedAt, v.RecordedBy = nil, "", nil, ""
+	case *StatementIssued:
+		v.StatementID, v.Speaker, v.Channel, v.RespondsTo = "", "", "", nil
+	case *ReportPublished:
+		v.ReportID, v.Title, v.Accused = "", "", nil
+	case *MandateVetoed:
+		v.Body, v.DraftResolution, v.VetoedBy = "", "", nil
+	case *RecordCorrected:
+		v.AddedSources = nil
+	}
 }
 
 // newBody returns a new, empty body of a record type.

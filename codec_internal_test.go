@@ -56,6 +56,18 @@ func agree[T any](t *testing.T, b []byte) {
 	if unmarshalFast(b, &fast) && (errWant != nil || !reflect.DeepEqual(fast, want)) {
 		t.Fatalf("%T from %q:\nunmarshalFast %+v\nencoding/json %+v (error %v)", want, b, fast, want, errWant)
 	}
+	// What the lean path (DecodeForFold) reads, the fast path reads too, to the
+	// same value but for what folding does not read.
+	var lean, full T
+	if unmarshalLean(b, &lean) {
+		if !unmarshalFast(b, &full) {
+			t.Fatalf("%T from %q: unmarshalLean reads it, unmarshalFast does not", want, b)
+		}
+		leaveOut(&full)
+		if !reflect.DeepEqual(lean, full) {
+			t.Fatalf("%T from %q:\nunmarshalLean %+v\nunmarshalFast, left out %+v", want, b, lean, full)
+		}
+	}
 	// And metadata it decodes, appendMetadata writes as marshal does.
 	if md, ok := any(&want).(*Metadata); ok && errWant == nil {
 		agreeMetadata(t, md)
@@ -85,6 +97,9 @@ func TestFastPathReadsEncode(t *testing.T) {
 		if !unmarshalFast(enc.Data, body) || !unmarshalFast(enc.Metadata, md) {
 			t.Errorf("the fast path does not read what Encode writes:\n%s\n%s", enc.Data, enc.Metadata)
 			continue
+		}
+		if !unmarshalLean(enc.Data, newBody(typ)) || !unmarshalLean(enc.Metadata, new(Metadata)) {
+			t.Errorf("the lean path does not read what Encode writes:\n%s\n%s", enc.Data, enc.Metadata)
 		}
 		want, wantMD, err := decodeStrict(enc.Type, enc.Data, enc.Metadata)
 		if err != nil {

@@ -217,6 +217,59 @@ func TestEncodeFormat(t *testing.T) {
 	}
 }
 
+// TestDecodeForFold: DecodeForFold returns what DecodeTrusted does but for what
+// folding does not read, and refuses what it refuses (but the content hash, which
+// neither checks).
+func TestDecodeForFold(t *testing.T) {
+	for name, e := range samples() {
+		enc, err := ledger.Encode(e, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _, err := ledger.DecodeTrusted(enc.Type, enc.Data, enc.Metadata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ledger.DecodeForFold(enc.Type, enc.Data, enc.Metadata)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		want.Sources = nil
+		switch b := want.Body.(type) {
+		case *ledger.StatementIssued:
+			b.StatementID, b.Speaker, b.Channel, b.RespondsTo = "", "", "", nil
+		case *ledger.ReportPublished:
+			b.ReportID, b.Title, b.Accused = "", "", nil
+		case *ledger.MandateVetoed:
+			b.Body, b.DraftResolution, b.VetoedBy = "", "", nil
+		case *ledger.RecordCorrected:
+			b.AddedSources = nil
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: DecodeForFold\n%+v\nwant\n%+v", name, got, want)
+		}
+	}
+	good, err := ledger.Encode(statement("s1"), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct{ typ, data, meta string }{
+		{"StatementIssued", `{"statement_id":7}`, string(good.Metadata)},
+		{"StatementIssued", `{"statement_id":}`, string(good.Metadata)},
+		{"StatementIssued", "{\"speaker\":\"\x01\"}", string(good.Metadata)},
+		{"StatementIssued", `{"responds_to":["a",1]}`, string(good.Metadata)},
+		{"StatementIssued", string(good.Data), `{"schema":1,"sources":[{"url":"a","mood":"b"}]}`},
+		{"StatementIssued", string(good.Data), `{"schema":1,"recorded_at":"2026-13-01T00:00:00Z"}`},
+		{"MandateVetoed", `{"vetoed_by":"russia"}`, string(good.Metadata)},
+	} {
+		_, _, errTrusted := ledger.DecodeTrusted(bad.typ, []byte(bad.data), []byte(bad.meta))
+		_, errFold := ledger.DecodeForFold(bad.typ, []byte(bad.data), []byte(bad.meta))
+		if errTrusted == nil || errFold == nil || errFold.Error() != errTrusted.Error() {
+			t.Errorf("%s %s: DecodeForFold error %v, DecodeTrusted error %v; want the same error", bad.data, bad.meta, errFold, errTrusted)
+		}
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	good, err := ledger.Encode(statement("s1"), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), "alice")
 	if err != nil {
@@ -308,7 +361,10 @@ func BenchmarkDecode(b *testing.B) {
 	for _, bc := range []struct {
 		name   string
 		decode func(string, []byte, []byte) (*ledger.Event, *ledger.Metadata, error)
-	}{{"checked", ledger.Decode}, {"trusted", ledger.DecodeTrusted}} {
+	}{{"checked", ledger.Decode}, {"trusted", ledger.DecodeTrusted}, {"fold", func(typ string, data, md []byte) (*ledger.Event, *ledger.Metadata, error) {
+		e, err := ledger.DecodeForFold(typ, data, md)
+		return e, nil, err
+	}}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -20,7 +20,17 @@ import (
 // of b would keep all of b alive as long as any of them: the positions view keeps a
 // few of each recent record, and its peak memory grew by 15 MiB).
 func unmarshalFast(b []byte, v any) bool {
-	s := &scanner{b: b}
+	return unmarshalFastAs(b, v, false)
+}
+
+// unmarshalLean is unmarshalFast for DecodeForFold: what folding does not read
+// (leaveOut) it checks as unmarshalFast does and leaves out of v.
+func unmarshalLean(b []byte, v any) bool {
+	return unmarshalFastAs(b, v, true)
+}
+
+func unmarshalFastAs(b []byte, v any, lean bool) bool {
+	s := &scanner{b: b, lean: lean}
 	switch v := v.(type) {
 	case *Metadata:
 		s.metadata(v)
@@ -40,11 +50,13 @@ func unmarshalFast(b []byte, v any) bool {
 }
 
 // scanner reads JSON from b at i; bad is set at the first thing it does not read,
-// after which every method returns at once.
+// after which every method returns at once. A lean scanner reads what folding
+// does not read (the unread methods) without keeping it.
 type scanner struct {
-	b   []byte
-	i   int
-	bad bool
+	b    []byte
+	i    int
+	bad  bool
+	lean bool
 }
 
 func (s *scanner) space() {
@@ -147,6 +159,41 @@ func (s *scanner) str() string {
 	}
 	s.bad = true
 	return ""
+}
+
+// unread reads a string that folding does not read: as str does, but a lean
+// scanner only checks it and returns "".
+func (s *scanner) unread() string {
+	if !s.lean {
+		return s.str()
+	}
+	if s.bad {
+		return ""
+	}
+	if _, _, ok := s.raw(); !ok {
+		s.str() // escapes (or not a string): read, or refused, as str does
+	}
+	return ""
+}
+
+// unreadStrs is strs for strings folding does not read (see unread): nil when lean.
+func (s *scanner) unreadStrs() []string {
+	if !s.lean {
+		return s.strs()
+	}
+	for ok := s.begin('[', ']'); ok; ok = s.more(']') {
+		s.unread()
+	}
+	return nil
+}
+
+// unreadTime is timePtr for a time folding does not read: nil when lean.
+func (s *scanner) unreadTime() *time.Time {
+	if !s.lean {
+		return s.timePtr()
+	}
+	s.time()
+	return nil
 }
 
 // escaped reads a string with escapes: the short ones, and \uXXXX but surrogates.
@@ -369,19 +416,20 @@ func (s *scanner) metadata(m *Metadata) {
 			m.Sources = s.sources()
 		case "content_sha256":
 			s.once(&seen, 6)
-			m.ContentSHA256 = s.str()
+			m.ContentSHA256 = s.unread()
 		case "recorded_at":
 			s.once(&seen, 7)
-			m.RecordedAt = s.timePtr()
+			m.RecordedAt = s.unreadTime()
 		case "recorded_by":
 			s.once(&seen, 8)
-			m.RecordedBy = s.str()
+			m.RecordedBy = s.unread()
 		default:
 			s.bad = true
 		}
 	}
 }
 
+// sources reads sources, which folding does not read: a lean scanner returns nil.
 func (s *scanner) sources() []Source {
 	out := []Source{}
 	for ok := s.begin('[', ']'); ok; ok = s.more(']') {
@@ -391,21 +439,26 @@ func (s *scanner) sources() []Source {
 			switch string(s.name()) {
 			case "url":
 				s.once(&seen, 0)
-				src.URL = s.str()
+				src.URL = s.unread()
 			case "publisher":
 				s.once(&seen, 1)
-				src.Publisher = s.str()
+				src.Publisher = s.unread()
 			case "title":
 				s.once(&seen, 2)
-				src.Title = s.str()
+				src.Title = s.unread()
 			case "language":
 				s.once(&seen, 3)
-				src.Language = s.str()
+				src.Language = s.unread()
 			default:
 				s.bad = true
 			}
 		}
-		out = append(grow(out), src)
+		if !s.lean {
+			out = append(grow(out), src)
+		}
+	}
+	if s.lean {
+		return nil
 	}
 	return out
 }
@@ -469,19 +522,19 @@ func (s *scanner) statement(b *StatementIssued) {
 		switch string(s.name()) {
 		case "statement_id":
 			s.once(&seen, 0)
-			b.StatementID = s.str()
+			b.StatementID = s.unread()
 		case "speaker":
 			s.once(&seen, 1)
-			b.Speaker = s.str()
+			b.Speaker = s.unread()
 		case "channel":
 			s.once(&seen, 2)
-			b.Channel = s.str()
+			b.Channel = s.unread()
 		case "stances":
 			s.once(&seen, 3)
 			b.Stances = s.stances()
 		case "responds_to":
 			s.once(&seen, 4)
-			b.RespondsTo = s.strs()
+			b.RespondsTo = s.unreadStrs()
 		case "co_signers":
 			s.once(&seen, 5)
 			b.CoSigners = s.strs()
@@ -497,16 +550,16 @@ func (s *scanner) report(b *ReportPublished) {
 		switch string(s.name()) {
 		case "report_id":
 			s.once(&seen, 0)
-			b.ReportID = s.str()
+			b.ReportID = s.unread()
 		case "title":
 			s.once(&seen, 1)
-			b.Title = s.str()
+			b.Title = s.unread()
 		case "findings":
 			s.once(&seen, 2)
 			b.Findings = s.stances()
 		case "accused":
 			s.once(&seen, 3)
-			b.Accused = s.strs()
+			b.Accused = s.unreadStrs()
 		default:
 			s.bad = true
 		}
@@ -519,19 +572,19 @@ func (s *scanner) veto(b *MandateVetoed) {
 		switch string(s.name()) {
 		case "body":
 			s.once(&seen, 0)
-			b.Body = s.str()
+			b.Body = s.unread()
 		case "mandate":
 			s.once(&seen, 1)
 			b.Mandate = s.str()
 		case "draft_resolution":
 			s.once(&seen, 2)
-			b.DraftResolution = s.str()
+			b.DraftResolution = s.unread()
 		case "votes":
 			s.once(&seen, 3)
 			b.Votes = s.votes()
 		case "vetoed_by":
 			s.once(&seen, 4)
-			b.VetoedBy = s.strs()
+			b.VetoedBy = s.unreadStrs()
 		default:
 			s.bad = true
 		}

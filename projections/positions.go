@@ -932,13 +932,17 @@ type decoding struct {
 
 const decodeChunk = 32
 
-// decoder returns ledger.DecodeTrusted for records whose store vouches for their
-// hashes (trusted), else ledger.Decode, which recomputes each.
-func decoder(trusted bool) func(eventType string, data, metadata []byte) (*ledger.Event, *ledger.Metadata, error) {
+// decoder returns ledger.DecodeForFold (DecodeTrusted without what the fold does
+// not read) for records whose store vouches for their hashes (trusted), else
+// ledger.Decode, which recomputes each.
+func decoder(trusted bool) func(eventType string, data, metadata []byte) (*ledger.Event, error) {
 	if trusted {
-		return ledger.DecodeTrusted
+		return ledger.DecodeForFold
 	}
-	return ledger.Decode
+	return func(eventType string, data, metadata []byte) (*ledger.Event, error) {
+		e, _, err := ledger.Decode(eventType, data, metadata)
+		return e, err
+	}
 }
 
 func decodeAsync(records []store.Record, trusted bool) *decoding {
@@ -957,7 +961,7 @@ func decodeAsync(records []store.Record, trusted bool) *decoding {
 		go func() {
 			for c := int(next.Add(1) - 1); c < chunks; c = int(next.Add(1) - 1) {
 				for i := c * decodeChunk; i < min((c+1)*decodeChunk, len(records)); i++ {
-					d.events[i], _, d.errs[i] = decode(records[i].Type, records[i].Data, records[i].Metadata)
+					d.events[i], d.errs[i] = decode(records[i].Type, records[i].Data, records[i].Metadata)
 				}
 				close(d.ready[c])
 			}
@@ -1199,7 +1203,7 @@ func (a *applier) lookUp(id string, pos ledger.Position) (*recEntry, error) {
 	case !rec.Position.Less(pos):
 		return nil, nil // recorded after the correction
 	}
-	ev, _, err := decoder(a.trusted)(rec.Type, rec.Data, rec.Metadata)
+	ev, err := decoder(a.trusted)(rec.Type, rec.Data, rec.Metadata)
 	if err != nil {
 		return nil, fmt.Errorf("record %q at %s, from the log: %w", id, rec.Position, err)
 	}
