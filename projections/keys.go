@@ -194,7 +194,7 @@ func parseRow(b []byte) (rowValue, error) {
 	}
 	v.until = until
 	r := reader{b: b[1:]}
-	if !until.IsZero() {
+	if b[0] == 1 { // ended: until follows
 		r.take(posLen)
 	}
 	h := r.take(3)
