@@ -73,28 +73,34 @@ func Attribute(e *Event, stances []Stance) []Contribution {
 
 // appendAttributed appends Attribute(e, stances) to dst.
 func appendAttributed(dst []Contribution, e *Event, stances []Stance) []Contribution {
-	parties := Speakers(e)
-	dst = slices.Grow(dst, len(parties)*len(stances))
-	for _, p := range parties {
+	dst = slices.Grow(dst, len(stances)) // room for the one party most records have
+	eachSpeaker(e, func(p string) {
 		for _, s := range stances {
 			dst = append(dst, Contribution{Party: p, Stance: s})
 		}
-	}
+	})
 	return dst
 }
 
 // Speakers returns the parties e speaks for, each once, in order: e.Party and, for a
 // statement, its co-signers. Attribute gives stances to them.
 func Speakers(e *Event) []string {
-	parties := []string{e.Party}
+	var parties []string
+	eachSpeaker(e, func(p string) { parties = append(parties, p) })
+	return parties
+}
+
+// eachSpeaker calls f with each party e speaks for, in Speakers' order, without
+// making the list.
+func eachSpeaker(e *Event, f func(party string)) {
+	f(e.Party)
 	if s, ok := e.Body.(*StatementIssued); ok {
-		for _, p := range s.CoSigners {
-			if !contains(parties, p) {
-				parties = append(parties, p)
+		for i, p := range s.CoSigners {
+			if p != e.Party && !contains(s.CoSigners[:i], p) {
+				f(p)
 			}
 		}
 	}
-	return parties
 }
 
 func contains(list []string, s string) bool {

@@ -1572,7 +1572,7 @@ func (p *Positions) Watch(ctx context.Context, party, topic string) iter.Seq2[Ch
 
 // TrustContent says that the records Apply will be given come from a store that
 // vouches for their content hashes (store.ContentVoucher): Apply then decodes them
-// without recomputing each hash (ledger.DecodeTrusted), and so will a build of the
+// without recomputing each hash (ledger.DecodeForFold), and so will a build of the
 // view (NewBuild). Without it, every record's hash is checked against its content
 // (ledger.Decode), and a record that fails is an error that stops the projection
 // rather than folding content the log does not vouch for. Call it before the first

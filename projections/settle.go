@@ -216,7 +216,8 @@ func writeVersions(db *pebble.DB, out, cur *tableOut, r settleRange) (err error)
 	defer func() { err = errors.Join(err, it.Close()) }()
 
 	// pair is the version prefix of the pair the pass is in (its key without the
-	// suffix); ckey and cval are the current key and value it has so far (has).
+	// suffix), ckey that pair's current key; cval is the current value it has so
+	// far (has).
 	var pair, ckey, cval []byte
 	has := false
 	emit := func() error {
@@ -232,7 +233,7 @@ func writeVersions(db *pebble.DB, out, cur *tableOut, r settleRange) (err error)
 		if err != nil {
 			return err
 		}
-		if len(k) < suffixLen+1 {
+		if len(k) < suffixLen+3 { // at least 'v', the two 0 bytes and the suffix
 			return fmt.Errorf("version key %q: %w", k, errCorrupt)
 		}
 		if p := k[:len(k)-suffixLen]; !bytes.Equal(p, pair) {
@@ -240,6 +241,8 @@ func writeVersions(db *pebble.DB, out, cur *tableOut, r settleRange) (err error)
 				return err
 			}
 			pair = append(pair[:0], p...)
+			// 'v' party 0 topic 0 → 'c' party 0 topic
+			ckey = append(append(ckey[:0], prefixCurrent), pair[1:len(pair)-1]...)
 		}
 		if err := out.set(k, v); err != nil {
 			return err
@@ -249,8 +252,6 @@ func writeVersions(db *pebble.DB, out, cur *tableOut, r settleRange) (err error)
 			return fmt.Errorf("version %q: %w", k, err)
 		}
 		if until.IsZero() { // open: the greatest so far
-			// 'v' party 0 topic 0 suffix → 'c' party 0 topic
-			ckey = append(append(ckey[:0], prefixCurrent), pair[1:len(pair)-1]...)
 			cval = append(append(cval[:0], k[len(k)-suffixLen:]...), v...)
 			has = true
 		}
